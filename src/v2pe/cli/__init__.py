@@ -1,0 +1,44 @@
+"""`v2pe <verb>`: the command-line front door.
+
+Each verb lives in its own module exposing `register(subparsers)`; the module
+imports heavy dependencies (torch, transformers) only inside its handler so
+that `v2pe --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from v2pe.errors import V2PEError
+
+# Verb modules, in the order `v2pe --help` lists them.
+VERB_MODULES = ["convert", "positions"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="v2pe",
+        description="Variable Visual Position Encoding for long-context vision-language models.",
+    )
+    subparsers = parser.add_subparsers(dest="verb", metavar="VERB")
+    subparsers.required = True
+    for name in VERB_MODULES:
+        importlib.import_module(f"v2pe.cli.{name}").register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.handler(args) or 0)
+    except (V2PEError, FileNotFoundError) as error:
+        # User errors: one clear line, no traceback.
+        print(f"v2pe {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
