@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 
@@ -96,32 +97,29 @@ def v2pe_position_ids(
     mask = torch.ones_like(ids, dtype=torch.bool) if attention_mask is None else _as_batch(attention_mask, "attention_mask").bool()
     if mask.shape != ids.shape:
         raise PositionError(f"attention_mask shape {tuple(mask.shape)} does not match input_ids shape {tuple(ids.shape)}")
-    segment_start = _segment_starts(ids, sequence_ids)
+    images = _find_images(ids, image_start_id, image_end_id, sequence_ids)
+    deltas = resolve_deltas(delta, len(images.starts), generator=generator, delta_choices=delta_choices, device=ids.device)
 
-    is_start, is_end = ids == image_start_id, ids == image_end_id
-    visual = _visual_token_mask(is_start, is_end, segment_start)
-    start_index = _index_of_latest(is_start)  # per token: index of the most recent <img>
-    index = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+    # Per-token increments, summed once: 1 per real text token, delta per visual token, and at
+    # each </img> whatever brings the clock back to an integer: 1 + ceil(n * delta) - n * delta.
+    step = mask.to(torch.float64).flatten()
+    visual_shift = torch.zeros_like(step)  # delta - 1 on visual tokens, 0 elsewhere
+    visual_shift.index_add_(0, images.starts + 1, deltas - 1)
+    visual_shift.index_add_(0, images.ends, 1 - deltas)
+    visual_shift = visual_shift.cumsum(0)
+    step += visual_shift
+    n_visual = (images.ends - images.starts - 1).to(torch.float64)
+    span = torch.ceil(n_visual * deltas - _CEIL_SLACK)
+    step.index_add_(0, images.ends, span - n_visual * deltas)
 
-    # One delta per image, broadcast to that image's tokens.
-    num_images = int(is_start.sum())
-    image_deltas = resolve_deltas(delta, num_images, generator=generator, delta_choices=delta_choices, device=ids.device)
-    image_ordinal = torch.cumsum(is_start.flatten(), 0).view_as(ids) - 1  # global, row-major
-    token_delta = image_deltas[image_ordinal.clamp(min=0)] if num_images else torch.zeros(ids.shape, dtype=torch.float64, device=ids.device)
-
-    # Integer text clock: +1 per real non-visual token, plus ceil(n * delta) at each </img>.
-    visual_count = (index - start_index - 1).clamp(min=0)  # at </img>: visual tokens in that image
-    image_span = torch.ceil(visual_count * token_delta - _CEIL_SLACK).to(torch.long)
-    text_step = (mask & ~visual).long() + torch.where(is_end, image_span, 0)
-    text_clock = _segmented_cumsum(text_step, segment_start)
-
-    # Visual tokens: <img> position + k * delta, k = 1..n.
-    k = (index - start_index).to(torch.float64)
-    positions = torch.where(visual, (text_clock - 1).to(torch.float64) + k * token_delta, (text_clock - 1).to(torch.float64))
-    positions = positions.masked_fill(~mask, padding_position)
-
-    _warn_on_float32_collisions(positions, visual, token_delta)
-    return positions.to(torch.float32)
+    positions = step.view_as(ids).cumsum(1) - 1
+    if sequence_ids is not None:
+        positions = _restart_at_samples(positions, step.view_as(ids), sequence_ids)
+    if not _all_dyadic(deltas):
+        # Non-power-of-two deltas leave float noise on the text clock; text positions are integers.
+        positions = torch.where(visual_shift.view_as(ids) != 0, positions, positions.round())
+    _warn_on_float32_collisions(positions.flatten()[images.starts], n_visual, deltas)
+    return positions.masked_fill_(~mask, padding_position).to(torch.float32)
 
 
 def resolve_deltas(
@@ -189,6 +187,40 @@ def _check_delta_range(values: torch.Tensor, name: str) -> None:
         raise PositionError(f"{name} must lie in (0, 1] (a visual token may not advance further than a text token), got {bad[0].item()}")
 
 
+class _Images(NamedTuple):
+    """Flat indices (into input_ids.flatten()) of each image's `<img>` and `</img>`, in order."""
+
+    starts: torch.Tensor
+    ends: torch.Tensor
+
+
+def _find_images(ids: torch.Tensor, start_id: int, end_id: int, sequence_ids: torch.Tensor | None) -> _Images:
+    """Pair every `<img>` with its `</img>`; raise, naming row and token, where they do not pair."""
+    flat = ids.flatten()
+    starts = torch.nonzero(flat == start_id).flatten()
+    ends = torch.nonzero(flat == end_id).flatten()
+    boundaries = _segment_starts(ids, sequence_ids) if sequence_ids is not None else None
+    if not _pairs_are_well_formed(starts, ends, ids.shape[1], boundaries):
+        _raise_on_malformed_images(ids == start_id, ids == end_id, _segment_starts(ids, sequence_ids))
+        raise PositionError("`<img>` / `</img>` markers do not pair up")  # unreachable: the above names the token
+    return _Images(starts, ends)
+
+
+def _pairs_are_well_formed(starts: torch.Tensor, ends: torch.Tensor, length: int, boundaries: torch.Tensor | None) -> bool:
+    """Cheap per-image check: equal counts, start < end < next start, both in one row and sample."""
+    if starts.numel() != ends.numel():
+        return False
+    if starts.numel() == 0:
+        return True
+    ordered = bool((starts < ends).all()) and bool((starts[1:] > ends[:-1]).all())
+    same_row = bool((starts // length == ends // length).all())
+    if boundaries is None:
+        return ordered and same_row
+    # A sample boundary strictly inside (start, end] splits the image.
+    crossings = boundaries.flatten().long().cumsum(0)
+    return ordered and same_row and bool((crossings[starts] == crossings[ends]).all())
+
+
 def _segment_starts(ids: torch.Tensor, sequence_ids: torch.Tensor | None) -> torch.Tensor:
     """True at the first token of each row and of each packed sample."""
     starts = torch.zeros_like(ids, dtype=torch.bool)
@@ -201,8 +233,8 @@ def _segment_starts(ids: torch.Tensor, sequence_ids: torch.Tensor | None) -> tor
     return starts
 
 
-def _visual_token_mask(is_start: torch.Tensor, is_end: torch.Tensor, segment_start: torch.Tensor) -> torch.Tensor:
-    """Tokens strictly inside `<img> ... </img>`; raises on unmatched or nested markers."""
+def _raise_on_malformed_images(is_start: torch.Tensor, is_end: torch.Tensor, segment_start: torch.Tensor) -> None:
+    """The slow path, only on bad input: track nesting depth to name the offending token."""
     depth = torch.cumsum(is_start.long() - is_end.long(), dim=1)  # 1 inside an image (and at <img>)
     depth_before = depth - is_start.long() + is_end.long()
     problems = [
@@ -211,49 +243,44 @@ def _visual_token_mask(is_start: torch.Tensor, is_end: torch.Tensor, segment_sta
         (segment_start & (depth_before != 0), "an image crosses a packed-sample boundary"),
     ]
     for where, what in problems:
-        _raise_at_first(where, what)
+        if where.any():
+            row, col = (int(v) for v in where.nonzero()[0])
+            raise PositionError(f"row {row}, token {col}: {what}")
     unclosed = depth[:, -1] != 0
     if unclosed.any():
         row = int(unclosed.nonzero()[0, 0])
         raise PositionError(f"row {row}: `<img>` without a matching `</img>` (image truncated?)")
-    return (depth == 1) & ~is_start
 
 
-def _raise_at_first(where: torch.Tensor, what: str) -> None:
-    if where.any():
-        row, col = (int(v) for v in where.nonzero()[0])
-        raise PositionError(f"row {row}, token {col}: {what}")
+def _restart_at_samples(positions: torch.Tensor, step: torch.Tensor, sequence_ids: torch.Tensor) -> torch.Tensor:
+    """Packed rows: subtract, from each sample, the increments of the samples before it."""
+    boundaries = _segment_starts(positions, sequence_ids)
+    boundaries[:, 0] = False
+    consumed_before = positions + 1 - step  # increments strictly before each token
+    offset = torch.where(boundaries, consumed_before, torch.zeros_like(positions))
+    # consumed_before never decreases along a row, so the latest boundary's value is a running max.
+    return positions - torch.cummax(offset, dim=1).values
 
 
-def _index_of_latest(flags: torch.Tensor) -> torch.Tensor:
-    """Per token, the index of the latest True at or before it in its row (-1 if none)."""
-    index = torch.arange(flags.shape[1], device=flags.device).expand_as(flags)
-    return torch.cummax(torch.where(flags, index, -1), dim=1).values
+def _all_dyadic(deltas: torch.Tensor) -> bool:
+    """Deltas of the form k / 2^j sum exactly in float64."""
+    scaled = deltas * 2**30
+    return bool((scaled == scaled.round()).all())
 
 
-def _segmented_cumsum(values: torch.Tensor, segment_start: torch.Tensor) -> torch.Tensor:
-    """Inclusive cumulative sum along each row that restarts at every segment start."""
-    total = torch.cumsum(values, dim=1)
-    before = total - values  # exclusive sum at each token
-    offset_at_start = torch.where(segment_start, before, torch.zeros_like(before))
-    # The exclusive sum is non-decreasing, so the latest segment start's offset is a running max.
-    offset = torch.cummax(offset_at_start, dim=1).values
-    return total - offset
-
-
-def _warn_on_float32_collisions(positions: torch.Tensor, visual: torch.Tensor, token_delta: torch.Tensor) -> None:
-    """Warn when delta is below float32 spacing at the image's positions (RoPE would see ties)."""
-    if not visual.any():
+def _warn_on_float32_collisions(image_starts: torch.Tensor, n_visual: torch.Tensor, deltas: torch.Tensor) -> None:
+    """Warn when an image's delta is below float32 spacing at its last position (RoPE sees ties)."""
+    has_tokens = n_visual > 0
+    if not has_tokens.any():
         return
-    vis_pos = positions[visual]
-    as32 = vis_pos.to(torch.float32)
-    spacing = (torch.nextafter(as32, torch.tensor(math.inf)) - as32).to(torch.float64)
-    too_small = token_delta[visual] < spacing
+    last = (image_starts + n_visual * deltas)[has_tokens].to(torch.float32)
+    spacing = (torch.nextafter(last, torch.tensor(math.inf)) - last).to(torch.float64)
+    too_small = deltas[has_tokens] < spacing
     if too_small.any():
         worst = int(too_small.nonzero()[0, 0])
         warnings.warn(
-            f"float32 cannot tell consecutive visual positions apart: delta {token_delta[visual][worst].item():g} "
-            f"is below the float32 spacing {spacing[worst].item():g} at position {vis_pos[worst].item():.1f}; "
+            f"float32 cannot tell consecutive visual positions apart: delta {deltas[has_tokens][worst].item():g} "
+            f"is below the float32 spacing {spacing[worst].item():g} at position {last[worst].item():.1f}; "
             "use a larger delta or shorter context (RoPE reads float32 positions)",
             PositionPrecisionWarning,
             stacklevel=3,
