@@ -1,0 +1,308 @@
+"""Images + conversations -> model inputs, as InternVL builds them, with V2PE positions.
+
+Per sample (reference-spec 4.4, 3.6):
+* each image becomes tiles (`tiling`); the i-th `<image>` placeholder becomes
+  `<img>` + `<IMG_CONTEXT>` x (tokens_per_tile x tiles_i) + `</img>`;
+* a sample with exactly one image and no placeholder gets `<image>\\n` prepended to its first
+  human turn (official behaviour); any other count mismatch is a DataError;
+* the prompt is rendered by the chat template and tokenised in one piece (the tokenizer's BOS
+  included); labels are -100 except on assistant answers and their end-of-turn token. Answer
+  tokens are found from the tokenizer's character offsets, so a fast tokenizer is required;
+  a token is labelled when its first character lies inside an answer;
+* a sample longer than `max_length` is a DataError: nothing is truncated.
+
+`collate` right-pads samples into a batch (labels -100, attention_mask 0, positions 1, the
+official padding position); pixel values of all images are concatenated in sample order.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from v2pe.errors import CheckpointError, ConfigError, DataError
+from v2pe.positions import v2pe_position_ids
+from v2pe.processing.templates import TEMPLATES, Segment, Turn, parse_conversation, render
+from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values
+
+IGNORE_INDEX = -100
+IMAGE_PLACEHOLDER = "<image>"
+IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+
+Conversation = Sequence[Mapping[str, str]]
+
+
+class Processor:
+    """Turns conversations and images into input_ids, labels, pixel values and V2PE positions."""
+
+    def __init__(
+        self,
+        tokenizer,
+        template: str = "internlm2-chat",
+        tokens_per_tile: int = 256,
+        min_tiles: int = 1,
+        max_tiles: int = 12,
+        use_thumbnail: bool = True,
+        max_length: int | None = None,
+        tile_size: int = TILE_SIZE,
+    ):
+        _check_settings(template, tokens_per_tile, min_tiles, max_tiles, max_length)
+        if not getattr(tokenizer, "is_fast", False):
+            raise ConfigError("Processor needs a fast tokenizer (it reads character offsets to place labels)")
+        self.tokenizer = tokenizer
+        self.template = template
+        self.tokens_per_tile = tokens_per_tile
+        self.min_tiles, self.max_tiles, self.use_thumbnail = min_tiles, max_tiles, use_thumbnail
+        self.max_length = max_length
+        self.tile_size = tile_size
+        self.image_start_id, self.image_end_id, self.image_context_id = (_token_id(tokenizer, t) for t in (IMG_START, IMG_END, IMG_CONTEXT))
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+
+    def __call__(
+        self,
+        conversations: Conversation | Sequence[Conversation] | str,
+        images: Sequence[ImageInput] | Sequence[Sequence[ImageInput]] | None = None,
+        delta: float | str | torch.Tensor | Sequence[float] = 1.0,
+        generator: torch.Generator | None = None,
+        sample_ids: Sequence[str] | None = None,
+    ) -> dict[str, torch.Tensor]:
+        """A padded batch. One conversation (a list of turns, or a question string) with its
+        images, or a list of conversations with one image list each. `delta` as in
+        `v2pe_position_ids` (a per-image sequence runs over the batch's images in order)."""
+        batch_convs, batch_images = _as_batch(conversations, images)
+        ids = sample_ids if sample_ids is not None else [None] * len(batch_convs)
+        samples = [self.encode(c, i, sample_id=s) for c, i, s in zip(batch_convs, batch_images, ids, strict=True)]
+        batch = collate(samples, pad_token_id=self.pad_token_id)
+        batch["position_ids"] = self.position_ids(batch["input_ids"], batch["attention_mask"], delta, generator)
+        return batch
+
+    def process_sample(self, conversation: Conversation | str, images: Sequence[ImageInput] = (), delta=1.0, generator: torch.Generator | None = None, sample_id: str | None = None) -> dict[str, torch.Tensor]:
+        """One sample (1-D tensors) with its position_ids, ready for `collate`."""
+        sample = self.encode(conversation, images, sample_id=sample_id)
+        sample["position_ids"] = self.position_ids(sample["input_ids"], sample["attention_mask"], delta, generator)[0]
+        return sample
+
+    def encode(self, conversation: Conversation | str, images: Sequence[ImageInput] = (), sample_id: str | None = None) -> dict[str, torch.Tensor]:
+        """One sample without positions: input_ids, attention_mask, labels, pixel_values, num_tiles."""
+        images = _image_list(images)
+        conversation = add_missing_image_placeholder(_as_conversation(conversation), len(images))
+        system, turns = parse_conversation(conversation, sample_id)
+        check_image_count(turns, len(images), sample_id)
+        tiles = [image_to_pixel_values(img, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size) for img in images]
+        num_tiles = [len(t) for t in tiles]
+        segments = render(self.template, turns, system, self.tokenizer)
+        text, answer_spans = expand_image_placeholders(segments, [self.image_tokens(n) for n in num_tiles])
+        input_ids, labels = self.tokenize_with_labels(text, answer_spans)
+        self._check_length(len(input_ids), sample_id)
+        pixel_values = torch.cat(tiles) if tiles else torch.zeros(0, 3, self.tile_size, self.tile_size)
+        return {
+            "input_ids": torch.tensor(input_ids, dtype=torch.long),
+            "attention_mask": torch.ones(len(input_ids), dtype=torch.long),
+            "labels": torch.tensor(labels, dtype=torch.long),
+            "pixel_values": pixel_values,
+            "num_tiles": torch.tensor(num_tiles, dtype=torch.long),
+        }
+
+    def image_tokens(self, num_tiles: int) -> str:
+        """The text an image of num_tiles tiles stands for."""
+        return IMG_START + IMG_CONTEXT * (self.tokens_per_tile * num_tiles) + IMG_END
+
+    def tokenize_with_labels(self, text: str, answer_spans: Sequence[tuple[int, int]]) -> tuple[list[int], list[int]]:
+        """Token ids of text (BOS as the tokenizer adds it) and labels: the id where the token's
+        first character lies in an answer span, else -100."""
+        encoding = self.tokenizer(text, return_offsets_mapping=True, add_special_tokens=True, truncation=False)
+        ids = np.asarray(encoding["input_ids"], dtype=np.int64)
+        offsets = np.asarray(encoding["offset_mapping"], dtype=np.int64).reshape(-1, 2)
+        in_answer = np.zeros(len(text) + 1, dtype=bool)
+        for start, end in answer_spans:
+            in_answer[start:end] = True
+        labelled = (offsets[:, 1] > offsets[:, 0]) & in_answer[offsets[:, 0]]  # empty spans: BOS and other added tokens
+        return ids.tolist(), np.where(labelled, ids, IGNORE_INDEX).tolist()
+
+    def position_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, delta=1.0, generator: torch.Generator | None = None) -> torch.Tensor:
+        """V2PE positions, float32 [B, L]."""
+        return v2pe_position_ids(input_ids, attention_mask, image_start_id=self.image_start_id, image_end_id=self.image_end_id, delta=delta, generator=generator)
+
+    def _check_length(self, length: int, sample_id: str | None) -> None:
+        if self.max_length is not None and length > self.max_length:
+            where = f"sample {sample_id}" if sample_id is not None else "sample"
+            raise DataError(f"{where} has {length} tokens, more than max_length={self.max_length} (samples are never truncated; drop it or raise max_length)")
+
+    @classmethod
+    def from_pretrained(cls, path: str | PathLike, tokenizer=None, **overrides) -> Processor:
+        """A Processor for a checkpoint folder: its tokenizer (unless given) and, from an official
+        (`internvl_chat`) or native (`internvl`) config, the template and tiling settings.
+        Keyword arguments override what the folder says."""
+        path = Path(path)
+        if tokenizer is None:
+            tokenizer = _load_tokenizer(path)
+        settings = settings_from_checkpoint(path, tokenizer)
+        settings.update(overrides)
+        return cls(tokenizer, **settings)
+
+
+def _check_settings(template: str, tokens_per_tile: int, min_tiles: int, max_tiles: int, max_length: int | None) -> None:
+    if template not in TEMPLATES:
+        raise ConfigError(f"unknown chat template {template!r}; choose one of {TEMPLATES}")
+    if tokens_per_tile < 1:
+        raise ConfigError(f"tokens_per_tile must be >= 1, got {tokens_per_tile}")
+    if not 1 <= min_tiles <= max_tiles:
+        raise ConfigError(f"need 1 <= min_tiles <= max_tiles, got min_tiles={min_tiles}, max_tiles={max_tiles}")
+    if max_length is not None and max_length < 1:
+        raise ConfigError(f"max_length must be >= 1 or None, got {max_length}")
+
+
+def settings_from_checkpoint(path: Path, tokenizer) -> dict:
+    """Processor keyword arguments read from config.json (+ preprocessor_config.json)."""
+    config = _read_json(path / "config.json")
+    if config.get("model_type") == "internvl_chat" or "llm_config" in config:
+        return _official_settings(config, path)
+    if config.get("model_type") == "internvl":
+        return _native_settings(config, _read_json(path / "preprocessor_config.json"), tokenizer)
+    return {"template": "tokenizer"} if getattr(tokenizer, "chat_template", None) else {}
+
+
+def _official_settings(config: dict, path: Path) -> dict:
+    template = config.get("template") or "internlm2-chat"
+    if template != "internlm2-chat":
+        raise ConfigError(f"{path / 'config.json'}: template {template!r} is not supported; pass template='tokenizer' to use the tokenizer's chat template")
+    vision = config.get("vision_config", {})
+    image_size = config.get("force_image_size") or vision.get("image_size", TILE_SIZE)
+    patch = vision.get("patch_size", 14)
+    dynamic = config.get("dynamic_image_size", False)
+    return {
+        "template": template,
+        "tile_size": image_size,
+        "tokens_per_tile": int((image_size // patch) ** 2 * config.get("downsample_ratio", 0.5) ** 2),
+        "min_tiles": config.get("min_dynamic_patch", 1) if dynamic else 1,
+        "max_tiles": config.get("max_dynamic_patch", 12) if dynamic else 1,
+        "use_thumbnail": config.get("use_thumbnail", False),
+    }
+
+
+def _native_settings(config: dict, preprocessor: dict, tokenizer) -> dict:
+    size = preprocessor.get("size", {}).get("height", TILE_SIZE)
+    crop = preprocessor.get("crop_to_patches", True)
+    settings = {
+        "template": "tokenizer" if getattr(tokenizer, "chat_template", None) else "internlm2-chat",
+        "tile_size": size,
+        "tokens_per_tile": config.get("image_seq_length", 256),
+        "min_tiles": preprocessor.get("min_patches", 1) if crop else 1,
+        "max_tiles": preprocessor.get("max_patches", 12) if crop else 1,
+        "use_thumbnail": True,
+    }
+    return settings
+
+
+def add_missing_image_placeholder(conversation: Conversation, num_images: int) -> list[dict]:
+    """Official single-image behaviour: no `<image>` in any turn -> `<image>\\n` + first human turn
+    (prepended before the turn is stripped, as the official code does)."""
+    turns = [dict(turn) if isinstance(turn, Mapping) else turn for turn in conversation]
+    values = [turn.get("value") for turn in turns if isinstance(turn, Mapping)]
+    if num_images != 1 or any(isinstance(v, str) and IMAGE_PLACEHOLDER in v for v in values):
+        return turns  # malformed turns are reported by parse_conversation
+    for turn in turns:
+        if isinstance(turn, Mapping) and turn.get("from") == "human" and isinstance(turn.get("value"), str):
+            turn["value"] = f"{IMAGE_PLACEHOLDER}\n{turn['value']}"
+            break
+    return turns
+
+
+def check_image_count(turns: Sequence[Turn], num_images: int, sample_id: str | None = None) -> None:
+    placeholders = sum(turn.text.count(IMAGE_PLACEHOLDER) for turn in turns)
+    if placeholders != num_images:
+        where = f"sample {sample_id}: " if sample_id is not None else ""
+        raise DataError(f"{where}{placeholders} `<image>` placeholders but {num_images} images")
+
+
+def expand_image_placeholders(segments: Sequence[Segment], image_texts: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
+    """Join segments, replacing the i-th `<image>` by image_texts[i]; also return the
+    character spans of answer segments in the joined text."""
+    pieces, spans, length, image_index = [], [], 0, 0
+    for segment in segments:
+        parts = segment.text.split(IMAGE_PLACEHOLDER)
+        text = parts[0]
+        for part in parts[1:]:
+            text += image_texts[image_index] + part
+            image_index += 1
+        if segment.is_answer:
+            spans.append((length, length + len(text)))
+        pieces.append(text)
+        length += len(text)
+    return "".join(pieces), spans
+
+
+def collate(samples: Sequence[Mapping[str, torch.Tensor]], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
+    """Right-pad samples into a batch; pixel_values and num_tiles are concatenated in order."""
+    if not samples:
+        raise DataError("cannot collate an empty list of samples")
+    length = max(len(s["input_ids"]) for s in samples)
+    pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX, "position_ids": 1.0}
+    batch = {key: _pad_stack([s[key] for s in samples], length, value) for key, value in pad_values.items() if key in samples[0]}
+    batch["pixel_values"] = torch.cat([s["pixel_values"] for s in samples])
+    batch["num_tiles"] = torch.cat([s["num_tiles"] for s in samples])
+    return batch
+
+
+def _pad_stack(rows: Sequence[torch.Tensor], length: int, value: float) -> torch.Tensor:
+    out = torch.full((len(rows), length), value, dtype=rows[0].dtype)
+    for index, row in enumerate(rows):
+        out[index, : len(row)] = row
+    return out
+
+
+def _as_conversation(conversation: Conversation | str) -> Conversation:
+    if isinstance(conversation, str):
+        return [{"from": "human", "value": conversation}]
+    return conversation
+
+
+def _as_batch(conversations, images) -> tuple[list, list]:
+    """Normalise (one conversation, its images) or (conversations, image lists) to lists."""
+    single = isinstance(conversations, str) or (len(conversations) > 0 and isinstance(conversations[0], Mapping))
+    if single:
+        return [conversations], [_image_list(images)]
+    image_lists = list(images) if images is not None else [[] for _ in conversations]
+    if len(image_lists) != len(conversations):
+        raise DataError(f"{len(conversations)} conversations but {len(image_lists)} image lists")
+    return list(conversations), [_image_list(i) for i in image_lists]
+
+
+def _image_list(images) -> list:
+    """None, one image (path or PIL image) or a sequence of images -> a list of images."""
+    if images is None:
+        return []
+    if isinstance(images, (str, PathLike, Image.Image)):
+        return [images]
+    return list(images)
+
+
+def _token_id(tokenizer, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        raise ConfigError(f"the tokenizer has no {token} token; add InternVL's image tokens (<img>, </img>, <IMG_CONTEXT>) as special tokens")
+    return token_id
+
+
+def _load_tokenizer(path: Path):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(path)
+    except (OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: no loadable tokenizer ({err}); pass tokenizer= to Processor.from_pretrained") from err
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise CheckpointError(f"{path}: invalid JSON ({err})") from err

@@ -1,0 +1,221 @@
+"""Processor: image blocks, labels, lengths, positions, collation, checkpoint settings."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from v2pe.errors import CheckpointError, ConfigError, DataError
+from v2pe.processing import INTERNLM2_SYSTEM_MESSAGE, Processor, byte_tokenizer, collate
+
+SYSTEM_PREFIX = ("<|im_start|>", "system\n" + INTERNLM2_SYSTEM_MESSAGE, "<|im_end|>")
+CHATML_JINJA = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '<|im_end|>\\n' }}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+@pytest.fixture(scope="module")
+def processor(tokenizer):
+    return Processor(tokenizer)
+
+
+@pytest.fixture(scope="module")
+def small_processor(tokenizer):
+    """4 visual tokens per tile keeps hand-written expectations short."""
+    return Processor(tokenizer, tokens_per_tile=4)
+
+
+def _labelled(batch, row=0):
+    labels = batch["labels"][row]
+    return labels[labels != -100].tolist()
+
+
+def test_single_image_without_placeholder_gets_one_prepended(small_processor, piece_ids, solid_image):
+    batch = small_processor([{"from": "human", "value": "What?"}, {"from": "gpt", "value": "Red."}], [solid_image(100, 100)])
+    expected = [1] + piece_ids(*SYSTEM_PREFIX, "<|im_start|>", "user\n", ("img", 4), "\nWhat?", "<|im_end|>",
+                               "<|im_start|>", "assistant\n", "Red.", "<|im_end|>")
+    assert batch["input_ids"][0].tolist() == expected
+    assert batch["num_tiles"].tolist() == [1]
+    assert batch["pixel_values"].shape == (1, 3, 448, 448)
+    assert _labelled(batch) == piece_ids("Red.", "<|im_end|>")
+    # Every label that is kept equals its input id (no shift inside the processor).
+    kept = batch["labels"][0] != -100
+    assert torch.equal(batch["labels"][0][kept], batch["input_ids"][0][kept])
+
+
+def test_second_image_of_three_tiles_gets_768_context_tokens(processor, solid_image):
+    conversation = [{"from": "human", "value": "<image> then <image>"}, {"from": "gpt", "value": "ok"}]
+    batch = processor(conversation, [solid_image(100, 100), solid_image(896, 448)])  # 1 tile; 2 tiles + thumbnail
+    ids = batch["input_ids"][0].tolist()
+    starts = [i for i, t in enumerate(ids) if t == 295]
+    ends = [i for i, t in enumerate(ids) if t == 296]
+    assert [e - s - 1 for s, e in zip(starts, ends)] == [256, 256 * 3]
+    assert all(t == 297 for s, e in zip(starts, ends) for t in ids[s + 1 : e])
+    assert ids[ends[0] + 1 : starts[1]] == [3 + b for b in b" then "]
+    assert batch["num_tiles"].tolist() == [1, 3]
+    assert batch["pixel_values"].shape == (4, 3, 448, 448)
+
+
+def test_interleaved_multi_turn_labels(small_processor, piece_ids, tokenizer, solid_image):
+    conversation = [
+        {"from": "human", "value": "<image>\nFirst?"},
+        {"from": "gpt", "value": "A 日本"},
+        {"from": "human", "value": "And <image> now?"},
+        {"from": "gpt", "value": "B."},
+    ]
+    batch = small_processor(conversation, [solid_image(896, 448), solid_image(50, 50)])  # 3 tiles, 1 tile
+    pieces = [
+        (*SYSTEM_PREFIX, "<|im_start|>", "user\n", ("img", 12), "\nFirst?", "<|im_end|>", "<|im_start|>", "assistant\n"),
+        ("A 日本", "<|im_end|>"),
+        ("<|im_start|>", "user\nAnd ", ("img", 4), " now?", "<|im_end|>", "<|im_start|>", "assistant\n"),
+        ("B.", "<|im_end|>"),
+    ]
+    expected_ids, expected_labels = [1], [-100]
+    for index, group in enumerate(pieces):
+        ids = piece_ids(*group)
+        expected_ids += ids
+        expected_labels += ids if index % 2 else [-100] * len(ids)
+    assert batch["input_ids"][0].tolist() == expected_ids
+    assert batch["labels"][0].tolist() == expected_labels
+    assert tokenizer.decode(_labelled(batch)) == "A 日本<|im_end|>B.<|im_end|>"
+    assert batch["num_tiles"].tolist() == [3, 1]
+
+
+def test_tokenizer_template_labels_skip_newline_glue(tokenizer, piece_ids):
+    processor = Processor(byte_tokenizer(chat_template=CHATML_JINJA), template="tokenizer", tokens_per_tile=4)
+    conversation = [{"from": "human", "value": "Q1"}, {"from": "gpt", "value": "A1"}, {"from": "human", "value": "Q2"}, {"from": "gpt", "value": "A2"}]
+    batch = processor(conversation)
+    assert _labelled(batch) == piece_ids("A1", "<|im_end|>", "A2", "<|im_end|>")
+    assert batch["input_ids"][0].tolist()[-2:] == piece_ids("<|im_end|>", "\n")
+
+
+def test_official_fixture_inputs_and_positions(internvl2_tiny_dir, solid_image):
+    # The fixture's prompts are ChatML without a system turn; stride 64 / 256 tokens = delta 0.25.
+    processor = Processor(byte_tokenizer(chat_template=CHATML_JINJA), template="tokenizer")
+    stored = load_file(str(internvl2_tiny_dir / "logits.safetensors"))
+    cases = [("one_image_1tile", (448, 448), "Describe the image."), ("one_image_3tiles", (896, 448), "What is in it?")]
+    for name, size, question in cases:
+        batch = processor([{"from": "human", "value": question}], [solid_image(*size)], delta=64 / 256)
+        assert torch.equal(batch["input_ids"], stored[f"{name}.input_ids"]), name
+        assert torch.equal(batch["position_ids"], stored[f"{name}.v2pe_fix_stride64.position_ids"]), name
+        default = processor([{"from": "human", "value": question}], [solid_image(*size)], delta=1.0)["position_ids"]
+        assert torch.equal(default.long(), stored[f"{name}.default.position_ids"]), name
+
+
+def test_positions_follow_delta(small_processor, solid_image):
+    # 1 tile = 4 visual tokens at delta 0.25: <img> at p, visual p+0.25..p+1, </img> at p+2.
+    batch = small_processor([{"from": "human", "value": "<image>x"}], [solid_image(10, 10)], delta=0.25)
+    ids, pos = batch["input_ids"][0], batch["position_ids"][0]
+    start = int((ids == 295).nonzero()[0, 0])
+    assert pos.dtype == torch.float32
+    assert pos[: start + 1].tolist() == list(range(start + 1))
+    assert pos[start + 1 : start + 5].tolist() == [start + 0.25, start + 0.5, start + 0.75, start + 1.0]
+    assert pos[start + 5 :].tolist() == [float(start + 2 + k) for k in range(len(ids) - start - 5)]
+
+
+def test_random_delta_is_reproducible(small_processor, solid_image):
+    def run(seed):
+        return small_processor("<image><image>", [solid_image(10, 10)] * 2, delta="random", generator=torch.Generator().manual_seed(seed))["position_ids"]
+
+    assert torch.equal(run(3), run(3))
+    pos = run(3)[0]
+    ids = small_processor("<image><image>", [solid_image(10, 10)] * 2)["input_ids"][0]
+    for start in (ids == 295).nonzero()[:, 0].tolist():
+        step = float(pos[start + 1] - pos[start])
+        assert step in [1 / 2**k for k in range(9)]
+
+
+def test_text_only_sample(processor):
+    batch = processor([{"from": "human", "value": "hello"}])
+    length = batch["input_ids"].shape[1]
+    assert batch["pixel_values"].shape == (0, 3, 448, 448)
+    assert batch["num_tiles"].tolist() == []
+    assert batch["position_ids"][0].tolist() == [float(i) for i in range(length)]
+    assert (batch["labels"] == -100).all()  # a prompt has no answer to train on
+
+
+def test_collate_pads_right(small_processor, solid_image):
+    short = small_processor.process_sample("<image>hi", [solid_image(10, 10)], delta=0.5)
+    long = small_processor.process_sample([{"from": "human", "value": "a much longer question"}, {"from": "gpt", "value": "yes"}], [], delta=0.5)
+    batch = collate([short, long], pad_token_id=2)
+    n, length = len(short["input_ids"]), len(long["input_ids"])
+    assert batch["input_ids"].shape == (2, length) and n < length
+    assert batch["input_ids"][0, n:].eq(2).all() and batch["attention_mask"][0, n:].eq(0).all()
+    assert batch["labels"][0, n:].eq(-100).all() and batch["position_ids"][0, n:].eq(1.0).all()
+    assert torch.equal(batch["position_ids"][0, :n], short["position_ids"])
+    assert batch["pixel_values"].shape == (1, 3, 448, 448) and batch["num_tiles"].tolist() == [1]
+    # The batch call recomputes positions on the padded batch: same values.
+    direct = small_processor(["<image>hi", [{"from": "human", "value": "a much longer question"}, {"from": "gpt", "value": "yes"}]],
+                             [[solid_image(10, 10)], []], delta=0.5)
+    for key in ("input_ids", "attention_mask", "labels", "position_ids"):
+        assert torch.equal(direct[key], batch[key]), key
+
+
+@pytest.mark.parametrize(
+    ("value", "num_images", "message"),
+    [
+        ("<image> <image>", 1, "2 `<image>` placeholders but 1 images"),
+        ("no placeholder", 2, "0 `<image>` placeholders but 2 images"),
+        ("<image>", 0, "1 `<image>` placeholders but 0 images"),
+    ],
+)
+def test_image_count_mismatch(small_processor, solid_image, value, num_images, message):
+    with pytest.raises(DataError, match=f"sample id-9: {message}"):
+        small_processor.encode([{"from": "human", "value": value}], [solid_image(10, 10)] * num_images, sample_id="id-9")
+
+
+def test_too_long_sample_is_an_error_not_truncated(tokenizer, solid_image):
+    exact = len(Processor(tokenizer, tokens_per_tile=4).encode("<image>q", [solid_image(10, 10)])["input_ids"])
+    assert len(Processor(tokenizer, tokens_per_tile=4, max_length=exact).encode("<image>q", [solid_image(10, 10)])["input_ids"]) == exact
+    with pytest.raises(DataError, match=f"sample s1 has {exact} tokens, more than max_length={exact - 1}"):
+        Processor(tokenizer, tokens_per_tile=4, max_length=exact - 1).encode("<image>q", [solid_image(10, 10)], sample_id="s1")
+
+
+def test_missing_image_file_names_path(small_processor, tmp_path):
+    with pytest.raises(DataError, match="missing.png"):
+        small_processor("<image>", [tmp_path / "missing.png"])
+
+
+def test_tokenizer_without_image_tokens_is_rejected():
+    from tokenizers import Tokenizer, models
+    from transformers import PreTrainedTokenizerFast
+
+    plain = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"<unk>": 0, "a": 1}, unk_token="<unk>")), unk_token="<unk>")
+    with pytest.raises(ConfigError, match="<img>"):
+        Processor(plain)
+
+
+def test_from_pretrained_official_config(internvl2_tiny_dir, tokenizer):
+    processor = Processor.from_pretrained(internvl2_tiny_dir, tokenizer=tokenizer)
+    # config.json: template internlm2-chat, 448 px / patch 14 / downsample 0.5 -> 256, tiles 1..12, thumbnail.
+    assert (processor.template, processor.tokens_per_tile, processor.min_tiles, processor.max_tiles, processor.use_thumbnail) == (
+        "internlm2-chat", 256, 1, 12, True)
+    assert Processor.from_pretrained(internvl2_tiny_dir, tokenizer=tokenizer, max_tiles=4).max_tiles == 4
+
+
+def test_from_pretrained_native_folder(tmp_path):
+    byte_tokenizer(chat_template=CHATML_JINJA).save_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl", "image_seq_length": 64}))
+    (tmp_path / "preprocessor_config.json").write_text(json.dumps({"crop_to_patches": True, "min_patches": 2, "max_patches": 6, "size": {"height": 448, "width": 448}}))
+    processor = Processor.from_pretrained(tmp_path)
+    assert (processor.template, processor.tokens_per_tile, processor.min_tiles, processor.max_tiles) == ("tokenizer", 64, 2, 6)
+    assert processor.tokenizer("a")["input_ids"] == [1, 3 + ord("a")]
+
+
+def test_from_pretrained_without_tokenizer(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    with pytest.raises(CheckpointError, match="tokenizer"):
+        Processor.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"template": "vicuna"}, "vicuna"), ({"tokens_per_tile": 0}, "tokens_per_tile"), ({"min_tiles": 3, "max_tiles": 2}, "min_tiles"), ({"max_length": 0}, "max_length")],
+)
+def test_bad_settings(tokenizer, kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        Processor(tokenizer, **kwargs)
