@@ -215,3 +215,28 @@ def test_max_position_closed_form_matches_positions():
     for delta in DEFAULT_DELTA_CHOICES:
         text = len(ids) - 768 - 256
         assert max_position(text, [768, 256], delta) == positions(ids, delta=delta).max().item()
+
+
+def test_choose_delta_takes_the_largest_choice_that_fits():
+    from v2pe.positions import choose_delta
+
+    # 10 text, an image of 1000 visual tokens, 5 text: 17 text-like tokens incl. markers.
+    ids = torch.tensor([tokens(("t", 10), ("i", 1000), ("t", 5))])
+    fit = lambda window: choose_delta(ids, image_start_id=S, image_end_id=E, window=window, max_new_tokens=4)  # noqa: E731
+    # Largest position at delta d: 16 + ceil(1000 d); plus 4 new tokens must stay below the window.
+    assert fit(1021) == 1.0  # 16 + 1000 + 4 = 1020 < 1021
+    assert fit(1020) == 0.5  # 16 + 500 + 4 = 520
+    assert fit(300) == 0.25  # 16 + 250 + 4 = 270
+    assert fit(25) == 1 / 256  # 16 + 4 + 4 = 24
+    with pytest.raises(PositionError, match="reaches position 24 .* beyond the window of 24"):
+        fit(24)
+
+
+def test_choose_delta_serves_the_longest_row():
+    from v2pe.positions import choose_delta
+
+    short, long = tokens(("t", 3), ("i", 8)), tokens(("t", 3), ("i", 64))
+    ids = torch.tensor([[0] * (len(long) - len(short)) + short, long])
+    mask = (ids != 0).long()
+    # Longest row: 5 text-like tokens + 64 visual: max position 4 + ceil(64 d).
+    assert choose_delta(ids, attention_mask=mask, image_start_id=S, image_end_id=E, window=40) == 0.5  # 4 + 32 = 36

@@ -285,3 +285,40 @@ def _warn_on_float32_collisions(image_starts: torch.Tensor, n_visual: torch.Tens
             PositionPrecisionWarning,
             stacklevel=3,
         )
+
+
+def choose_delta(
+    input_ids: torch.Tensor,
+    *,
+    image_start_id: int,
+    image_end_id: int,
+    window: int,
+    max_new_tokens: int = 0,
+    choices: Sequence[float] = DEFAULT_DELTA_CHOICES,
+    attention_mask: torch.Tensor | None = None,
+) -> float:
+    """Automatic delta: the largest choice whose largest position, plus `max_new_tokens`
+    generated tokens, stays inside a window of `window` positions (0 .. window - 1), for every row.
+
+    Raises PositionError, before any compute, when even the smallest choice does not fit.
+    """
+    ids = _as_batch(input_ids, "input_ids")
+    mask = torch.ones_like(ids, dtype=torch.bool) if attention_mask is None else _as_batch(attention_mask, "attention_mask").bool()
+    images = _find_images(ids, image_start_id, image_end_id, None)
+    n_visual = (images.ends - images.starts - 1).tolist()
+    rows = (images.starts // ids.shape[1]).tolist()
+    real_tokens = mask.sum(1).tolist()
+    needed = []
+    for delta in sorted(choices, reverse=True):
+        largest = 0
+        for row, total in enumerate(real_tokens):
+            visual = [n for n, r in zip(n_visual, rows) if r == row]
+            largest = max(largest, max_position(total - sum(visual), visual, delta) + max_new_tokens)
+        if largest < window:
+            return float(delta)
+        needed.append((delta, largest))
+    smallest, reach = needed[-1]
+    raise PositionError(
+        f"the input reaches position {reach} (prompt plus {max_new_tokens} new tokens) even at the smallest "
+        f"delta {smallest:g}, beyond the window of {window} positions; shorten the input or raise the window"
+    )
