@@ -187,7 +187,9 @@ def _official_settings(config: dict, path: Path) -> dict:
 
 
 def _native_settings(config: dict, preprocessor: dict, tokenizer) -> dict:
-    size = preprocessor.get("size", {}).get("height", TILE_SIZE)
+    image_size = config.get("vision_config", {}).get("image_size", TILE_SIZE)
+    default_size = image_size[0] if isinstance(image_size, (list, tuple)) else image_size
+    size = preprocessor.get("size", {}).get("height", default_size)
     crop = preprocessor.get("crop_to_patches", True)
     settings = {
         "template": "tokenizer" if getattr(tokenizer, "chat_template", None) else "internlm2-chat",

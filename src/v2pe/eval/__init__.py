@@ -1,0 +1,1 @@
+"""Evaluation: official-rule scorers (`v2pe.eval.scorers`) and JSONL scoring (`score_file`)."""

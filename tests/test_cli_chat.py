@@ -1,0 +1,47 @@
+"""`v2pe chat` end to end on a tiny native checkpoint with its tokenizer."""
+
+from __future__ import annotations
+
+import pytest
+from PIL import Image
+
+from v2pe.cli import main
+from v2pe.model.tiny import tiny_model
+from v2pe.processing.tokenizer import byte_tokenizer
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-native")
+    tiny_model(seed=6).save_pretrained(folder)
+    byte_tokenizer().save_pretrained(folder)
+    image = folder.parent / "red.png"
+    Image.new("RGB", (112, 56), "red").save(image)
+    return folder, image
+
+
+def test_chat_answers_a_question_about_an_image(checkpoint, capsys):
+    folder, image = checkpoint
+    assert main(["chat", "--model", str(folder), "--image", str(image), "--max-new-tokens", "4", "What is it?"]) == 0
+    assert capsys.readouterr().out.endswith("\n")
+
+
+def test_chat_batch_prints_one_line_per_question(checkpoint, tmp_path, capsys):
+    folder, image = checkpoint
+    questions = tmp_path / "questions.txt"
+    questions.write_text("Colour?\nShape?\n")
+    assert main(["chat", "--model", str(folder), "--image", str(image), "--batch", str(questions), "--max-new-tokens", "3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in lines] == ["Colour?", "Shape?"]
+
+
+def test_chat_reports_an_unreadable_image_in_one_line(checkpoint, tmp_path, capsys):
+    folder, _ = checkpoint
+    assert main(["chat", "--model", str(folder), "--image", str(tmp_path / "missing.png"), "hi"]) == 2
+    assert "missing.png" in capsys.readouterr().err
+
+
+def test_chat_reports_a_window_too_small(checkpoint, capsys):
+    folder, image = checkpoint
+    assert main(["chat", "--model", str(folder), "--image", str(image), "--window", "8", "hi"]) == 2
+    assert "beyond the window of 8" in capsys.readouterr().err
