@@ -1,7 +1,10 @@
-"""`v2pe eval`: benchmark evaluation commands (`v2pe eval score FILE.jsonl`).
+"""`v2pe eval`: benchmark evaluation commands.
 
-Sub-commands live under `eval` so that benchmark runners (`v2pe eval mm-niah`,
-...) can be added beside `score`.
+* `v2pe eval score FILE.jsonl`: score predictions line by line with the official rules;
+* `v2pe eval mm-niah|milebench|long-vqa|vqa --model PATH --data DIR --out DIR [--delta auto|FLOAT]
+  [--limit N] [--tasks ...]`: run a benchmark (resumable: rerun the same command to continue);
+* `v2pe eval report RUN_DIR [RUN_DIR ...] --out DIR`: Markdown tables, plots and a side-by-side
+  summary of runs.
 """
 
 from __future__ import annotations
@@ -13,11 +16,14 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "eval",
         help="evaluate model outputs with the official benchmark scoring rules",
-        description="Evaluation commands. 'score' scores a JSONL file of predictions line by line.",
+        description="Evaluation commands. 'score' scores a JSONL file of predictions line by line; "
+        "'mm-niah', 'milebench', 'long-vqa' and 'vqa' run a benchmark; 'report' summarizes runs.",
     )
     commands = parser.add_subparsers(dest="eval_command", metavar="COMMAND")
     commands.required = True
     register_score(commands)
+    register_runners(commands)
+    register_report(commands)
 
 
 def register_score(commands) -> None:
@@ -47,4 +53,119 @@ def run_score(args) -> int:
     for name, entry in sorted(summarize(scored).items()):
         print(f"{name}: {entry['n']} lines, mean score {entry['mean']:.6g}, {entry['errors']} unscorable",
               file=sys.stderr)
+    return 0
+
+
+RUNNER_HELP = {
+    "mm-niah": ("run MM-NIAH (DATA/<split>/annotations/<task>.jsonl, images in DATA/<split>/images)",
+                "tasks such as retrieval-text (every split) or retrieval-text-val"),
+    "milebench": ("run MileBench (DATA/<Task>/<Task>.json, images in DATA/<Task>/images)", "datasets such as ALFRED"),
+    "long-vqa": ("run Long-VQA (val_long_vqa_<task>_<lo>_<hi>.jsonl files under DATA)",
+                 "tasks such as chartqa (every group) or chartqa_16_32"),
+    "vqa": ("run general VQA sets (InternVL data/ layout, e.g. DATA/textvqa/textvqa_val.jsonl)",
+            "datasets such as textvqa_val docvqa_val chartqa_test_human"),
+}
+
+
+def register_runners(commands) -> None:
+    for name, (help_text, tasks_help) in RUNNER_HELP.items():
+        runner = commands.add_parser(
+            name,
+            help=help_text,
+            description=f"{help_text[0].upper()}{help_text[1:]}, with the official prompts, tile limits and "
+            "max_new_tokens, generating with V2PE positions and scoring every sample with the official scorer. "
+            "One JSONL line per sample is written to OUT/<task>.jsonl as soon as it is scored; running the same "
+            "command again resumes. Malformed benchmark files stop before the model is loaded; problems of one "
+            "sample (missing image, unparseable prediction, ...) score 0 with the reason in the line's 'error'.",
+        )
+        runner.add_argument("--model", required=True, help="checkpoint folder (official internvl_chat or native internvl)")
+        runner.add_argument("--data", required=True, type=Path, help="the benchmark's data folder")
+        runner.add_argument("--out", required=True, type=Path, help="run folder (created, or resumed)")
+        runner.add_argument("--delta", default="auto", help="'auto' (largest that fits the trained window) or a number in (0, 1]")
+        runner.add_argument("--window", type=int, default=None, help="trained window in positions (default: from the checkpoint)")
+        runner.add_argument("--limit", type=int, default=None, help="only the first N samples of each task file")
+        runner.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help=f"{tasks_help} (default: all found)")
+        runner.add_argument("--max-tiles", type=int, default=None, help="override the official tiles-per-image limit")
+        if name in ("long-vqa", "vqa"):
+            runner.add_argument("--image-root", type=Path, default=None, help="folder that relative image paths start from")
+        if name == "milebench":
+            runner.add_argument("--max-context-len", type=int, default=None, help="left-truncation budget in tokens (default 512000)")
+            runner.add_argument("--n-tokens-per-image", type=int, default=None,
+                                help="tokens an image counts for truncation (default: the model's tokens per tile)")
+        runner.add_argument("--scorer-source", default="official", choices=["official", "v2pe"],
+                            help="scorer variant where the benchmark's own code and the V2PE copy differ: "
+                                 "official (default, the benchmark's numbers) or v2pe (the paper's numbers)")
+        runner.add_argument("--retry-errors", action="store_true", help="when resuming, run samples that ended with an error again")
+        runner.add_argument("--overwrite", action="store_true", help="discard the results of the selected tasks and start again")
+        runner.add_argument("--dtype", default="auto", help="auto, float32, bfloat16")
+        runner.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+        runner.set_defaults(handler=run_runner, benchmark=name)
+
+
+def parse_delta(text: str):
+    from v2pe.errors import ConfigError
+
+    if text == "auto":
+        return "auto"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"--delta must be 'auto' or a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise ConfigError(f"--delta must be in (0, 1], got {value}")
+    return value
+
+
+def run_runner(args) -> int:
+    import sys
+
+    from v2pe.eval.runners import load_tasks, run_loaded
+    from v2pe.eval.runners.base import stderr_progress
+    from v2pe.inference import Chat
+    from v2pe.model import load_model
+    from v2pe.processing import Processor
+
+    delta = parse_delta(args.delta)
+    options = {
+        "max_tiles": args.max_tiles,
+        "image_root": getattr(args, "image_root", None),
+        "max_context_len": getattr(args, "max_context_len", None),
+        "n_tokens_per_image": getattr(args, "n_tokens_per_image", None),
+    }
+    options = {k: v for k, v in options.items() if v is not None}
+    processor = Processor.from_pretrained(args.model)
+    tasks = load_tasks(args.benchmark, args.data, processor, args.tasks, args.limit, **options)  # fails before the model loads
+    total = sum(len(t.samples) for t in tasks)
+    stderr_progress(f"{args.benchmark}: {len(tasks)} task(s), {total} samples read and checked; loading {args.model}")
+    chat = Chat(load_model(args.model, dtype=args.dtype, device=args.device), processor, delta=delta, window=args.window)
+    summaries = run_loaded(chat, args.benchmark, tasks, args.out, data=args.data, limit=args.limit, model=str(Path(args.model).resolve()),
+                           scorer_source=args.scorer_source, retry_errors=args.retry_errors, overwrite=args.overwrite,
+                           progress=stderr_progress, **options)
+    for name, summary in summaries.items():
+        print(f"{name}: {summary['n']} samples, mean score {summary['mean']:.4g}, {summary['errors']} with errors "
+              f"({summary['ran']} run now)", file=sys.stdout)
+    print(f"results in {args.out}; tables and plots: v2pe eval report {args.out} --out REPORT_DIR", file=sys.stderr)
+    return 0
+
+
+def register_report(commands) -> None:
+    report = commands.add_parser(
+        "report",
+        help="Markdown tables, PNG plots and a side-by-side summary of benchmark runs",
+        description="Read run folders (from 'v2pe eval mm-niah|milebench|long-vqa|vqa') and write OUT/report.md "
+        "(per-benchmark tables with the official aggregation, and comparison tables when several runs of one "
+        "benchmark are given, e.g. delta=1 vs V2PE), OUT/summary.json and PNG plots (MM-NIAH length x depth "
+        "heat maps, accuracy vs context length).",
+    )
+    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders")
+    report.add_argument("--out", required=True, type=Path, help="report folder")
+    report.set_defaults(handler=run_report)
+
+
+def run_report(args) -> int:
+    from v2pe.eval.reports import write_report
+
+    summary = write_report(args.runs, args.out)
+    for path in summary["files"]:
+        print(path)
     return 0
