@@ -1,0 +1,70 @@
+"""The data layer: the official meta-JSON + JSONL format, a Dataset with V2PE positions,
+packing with the official loss weighting, a synthetic VQA source and long-context builders
+(Long-VQA, MM-NIAH-style needles)."""
+
+from v2pe.data.annotations import (
+    META_KEYS,
+    DatasetSpec,
+    Sample,
+    SampleError,
+    SkipReport,
+    load_meta,
+    read_annotations,
+    repeat_indices,
+    write_jsonl,
+    write_meta,
+)
+from v2pe.data.builders import NEEDLE_TASKS, build_long_vqa, build_needle, load_source, mmniah_prompt, mmniah_to_conversation
+from v2pe.data.dataset import SupervisedDataset, collate_samples, sample_generator
+from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
+from v2pe.data.packing import (
+    LOSS_REDUCTIONS,
+    PackedDataset,
+    PackPlan,
+    collate_packed,
+    loss_weights,
+    model_inputs,
+    pack_samples,
+    packed_loss,
+    packing_efficiency,
+    plan_packs,
+)
+from v2pe.data.stats import collect_stats
+from v2pe.data.synthetic import write_synthetic
+
+__all__ = [
+    "LOSS_REDUCTIONS",
+    "META_KEYS",
+    "NEEDLE_TASKS",
+    "DatasetSpec",
+    "LengthMeter",
+    "PackPlan",
+    "PackedDataset",
+    "Sample",
+    "SampleError",
+    "SkipReport",
+    "SupervisedDataset",
+    "build_long_vqa",
+    "build_needle",
+    "collate_packed",
+    "collate_samples",
+    "collect_stats",
+    "format_histogram",
+    "length_histogram",
+    "load_meta",
+    "load_source",
+    "loss_weights",
+    "mmniah_prompt",
+    "mmniah_to_conversation",
+    "model_inputs",
+    "pack_samples",
+    "packed_loss",
+    "packing_efficiency",
+    "plan_packs",
+    "read_annotations",
+    "repeat_indices",
+    "sample_generator",
+    "write_jsonl",
+    "write_meta",
+    "write_synthetic",
+]

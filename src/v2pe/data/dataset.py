@@ -1,0 +1,265 @@
+"""`SupervisedDataset`: a meta JSON's datasets as one map-style torch Dataset.
+
+Item i is a pure function of (meta, processor settings, seed, i): the order (repeat_time
+draws, optional shuffle), the per-image deltas (delta="random": one draw per image from a
+generator seeded with (seed, i)) and the JPEG augmentation quality are all derived from the
+seed and the index, so a run is reproducible and can resume at any index, in any worker.
+
+Bad samples: annotation lines are validated when the dataset is built; images and lengths
+when an item is loaded. Without `skip_bad` the first problem raises a DataError naming the
+file, line and field. With `skip_bad` the sample is counted in `report` (by reason) and
+`__getitem__` returns the next good sample instead (deterministically i+1, i+2, ..., at most
+`max_retries` times, like the official retry); `load(i)` returns None instead. Each item also
+carries `skipped`, the reasons skipped on the way to it, so counts made in DataLoader worker
+processes reach the main process through the batches.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import random
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from v2pe.data.annotations import (
+    CORRUPT_IMAGE,
+    INVALID_CONVERSATION,
+    MISSING_IMAGE,
+    TOO_LONG,
+    DatasetSpec,
+    Sample,
+    SampleError,
+    SkipReport,
+    image_field,
+    load_meta,
+    read_annotations,
+    repeat_indices,
+)
+from v2pe.data.lengths import LengthMeter
+from v2pe.errors import ConfigError, DataError
+from v2pe.positions import DEFAULT_DELTA_CHOICES, resolve_deltas
+from v2pe.processing.tiling import load_image
+
+
+def sample_seed(seed: int, index: int, stream: int = 0) -> int:
+    """A well-mixed 63-bit seed for (seed, index, stream)."""
+    state = np.random.SeedSequence([int(seed), int(index), int(stream)]).generate_state(2, np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])
+
+
+def sample_generator(seed: int, index: int) -> torch.Generator:
+    """The torch generator of sample `index` (its random deltas)."""
+    return torch.Generator().manual_seed(sample_seed(seed, index))
+
+
+def processor_for_dataset(processor, spec: DatasetSpec):
+    """The processor with a dataset's tile overrides (`dynamic_image_size`, `max_dynamic_patch`)."""
+    if spec.dynamic_image_size is None and spec.max_dynamic_patch is None:
+        return processor
+    derived = copy.copy(processor)
+    if spec.dynamic_image_size is False:
+        derived.min_tiles = derived.max_tiles = 1
+    elif spec.max_dynamic_patch is not None:
+        derived.max_tiles = spec.max_dynamic_patch
+        derived.min_tiles = min(derived.min_tiles, derived.max_tiles)
+    return derived
+
+
+def jpeg_augment(image: Image.Image, rng: random.Random) -> Image.Image:
+    """The official training transform's random JPEG re-encode (quality uniform in 75..100)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=rng.randint(75, 100))
+    buffer.seek(0)
+    with Image.open(buffer) as reopened:
+        return reopened.convert("RGB")
+
+
+class _Source:
+    """One dataset of the meta file: its samples and its processor."""
+
+    def __init__(self, spec: DatasetSpec, samples: list[Sample], processor):
+        self.spec = spec
+        self.samples = samples
+        self.processor = processor
+        self.meter = LengthMeter(processor)
+
+
+class SupervisedDataset(torch.utils.data.Dataset):
+    """Samples of a meta JSON, processed into model inputs with V2PE positions.
+
+    Args:
+        meta: a meta JSON path, or DatasetSpecs.
+        processor: a `v2pe.processing.Processor` (its `max_length` bounds every sample).
+        delta: "random" (one draw per image from `delta_choices`, seeded per sample) or a float.
+        seed: drives repeat_time draws, shuffling, deltas and augmentation.
+        shuffle: a seeded permutation of all items (else datasets in meta order, lines in file order).
+        skip_bad: skip and count bad samples instead of raising.
+        check_images: check at build time that every image file exists (one stat per image).
+    """
+
+    def __init__(
+        self,
+        meta: str | PathLike | Sequence[DatasetSpec],
+        processor,
+        *,
+        delta: float | str = "random",
+        delta_choices: Sequence[float] = DEFAULT_DELTA_CHOICES,
+        seed: int = 0,
+        shuffle: bool = False,
+        skip_bad: bool = False,
+        max_retries: int = 10,
+        check_images: bool = False,
+        report: SkipReport | None = None,
+    ):
+        if isinstance(delta, str) and delta != "random":
+            raise ConfigError(f"delta must be 'random' or a number in (0, 1], got {delta!r}")
+        if not isinstance(delta, str):
+            resolve_deltas(float(delta), 1)  # range check now, not at the first item
+        self.delta, self.delta_choices = delta, tuple(delta_choices)
+        self.seed, self.skip_bad, self.max_retries = int(seed), skip_bad, max_retries
+        self.report = report if report is not None else SkipReport()
+        specs = load_meta(meta) if isinstance(meta, (str, PathLike)) else list(meta)
+        self.sources = [
+            _Source(spec, read_annotations(spec.annotation, spec.root, skip_bad=skip_bad, report=self.report, check_images=check_images), processor_for_dataset(processor, spec))
+            for spec in specs
+        ]
+        self.index = self._build_index(shuffle)
+
+    def _build_index(self, shuffle: bool) -> np.ndarray:
+        rows = []
+        for source_index, source in enumerate(self.sources):
+            rng = random.Random(sample_seed(self.seed, source_index, stream=1))
+            lines = repeat_indices(len(source.samples), source.spec.repeat_time, rng)
+            rows.append(np.stack([np.full(len(lines), source_index), np.asarray(lines, dtype=np.int64)], axis=1) if lines else np.zeros((0, 2), dtype=np.int64))
+        index = np.concatenate(rows) if rows else np.zeros((0, 2), dtype=np.int64)
+        if shuffle:
+            index = index[np.random.default_rng(sample_seed(self.seed, 0, stream=2)).permutation(len(index))]
+        return index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def sample(self, index: int) -> Sample:
+        """The annotation line behind item `index`."""
+        source_index, line_index = self.index[index]
+        return self.sources[source_index].samples[line_index]
+
+    def source(self, index: int) -> _Source:
+        return self.sources[self.index[index][0]]
+
+    def __getitem__(self, index: int) -> dict:
+        skipped: list[str] = []
+        current = index
+        for _ in range(self.max_retries + 1):
+            item = self.load(current, _skipped=skipped)
+            if item is not None:
+                item["skipped"] = skipped
+                return item
+            current = (current + 1) % len(self)
+        raise DataError(f"{self.max_retries + 1} bad samples in a row from item {index}; see the skip report:\n{self.report.summary()}")
+
+    def load(self, index: int, _skipped: list[str] | None = None) -> dict | None:
+        """Item `index` exactly (no substitution): None if it is bad and skip_bad is set."""
+        if not 0 <= index < len(self):
+            raise IndexError(f"item {index} out of range for {len(self)} items")
+        try:
+            return self._process(index)
+        except SampleError as error:
+            if not self.skip_bad:
+                raise
+            self.report.add_error(error)
+            if _skipped is not None:
+                _skipped.append(error.reason)
+            return None
+
+    def _process(self, index: int) -> dict:
+        sample, source = self.sample(index), self.source(index)
+        images = [self._load_image(sample, k, index, source.spec.data_augment) for k in range(len(sample.images))]
+        generator = sample_generator(self.seed, index)
+        if self.delta == "random":
+            deltas = resolve_deltas("random", len(images), generator=generator, delta_choices=self.delta_choices)
+        else:
+            deltas = torch.full((len(images),), float(self.delta), dtype=torch.float64)
+        try:
+            item = source.processor.process_sample(sample.conversations, images, delta=deltas if images else 1.0, sample_id=sample.id)
+        except DataError as err:
+            reason = TOO_LONG if "max_length" in str(err) else INVALID_CONVERSATION
+            field_name = "conversations"
+            raise SampleError(str(err), reason, sample.where(field_name)) from err
+        item["image_deltas"] = deltas.to(torch.float32)
+        item["index"] = index
+        item["id"] = sample.id
+        return item
+
+    def _load_image(self, sample: Sample, k: int, index: int, augment: bool) -> Image.Image:
+        path = sample.images[k]
+        try:
+            image = load_image(path)
+        except DataError as err:
+            reason = MISSING_IMAGE if not Path(path).exists() else CORRUPT_IMAGE
+            raise SampleError(str(err), reason, sample.where(image_field(sample, k))) from err
+        if augment:
+            image = jpeg_augment(image, random.Random(sample_seed(self.seed, index, stream=3 + k)))
+        return image
+
+    # ---- lengths, for packing -----------------------------------------------------------
+
+    def measure(self, index: int) -> int | None:
+        """The exact token count of item `index` (reads image headers, no pixels); None if it is
+        bad and skip_bad is set (counted), else SampleError."""
+        sample, source = self.sample(index), self.source(index)
+        try:
+            for k, path in enumerate(sample.images):
+                try:
+                    source.meter.tiles(path)
+                except DataError as err:
+                    reason = MISSING_IMAGE if not Path(path).exists() else CORRUPT_IMAGE
+                    raise SampleError(str(err), reason, sample.where(image_field(sample, k))) from err
+            length = source.meter.measure(sample.conversations, sample.images, sample_id=sample.id).total
+            max_length = source.processor.max_length
+            if max_length is not None and length > max_length:
+                raise SampleError(f"{length} tokens, more than max_length={max_length} (samples are never truncated; drop it or raise max_length)", TOO_LONG, sample.where("conversations"))
+            return length
+        except SampleError as error:
+            if not self.skip_bad:
+                raise
+            self.report.add_error(error)
+            return None
+
+    def lengths(self, progress: bool = False) -> list[int | None]:
+        """`measure` for every item (None for skipped ones)."""
+        indices = range(len(self))
+        if progress:
+            from tqdm import tqdm
+
+            indices = tqdm(indices, desc="measuring samples", unit="sample")
+        return [self.measure(i) for i in indices]
+
+
+def collate_samples(samples: Sequence[dict | None], pad_token_id: int = 0) -> dict:
+    """`v2pe.processing.collate` for dataset items (None items dropped), plus `image_deltas`,
+    `skipped` (reason -> count over the batch) and `index`."""
+    from v2pe.processing.processor import collate
+
+    kept = [s for s in samples if s is not None]
+    if not kept:
+        raise DataError("every sample of the batch was skipped")
+    batch = collate(kept, pad_token_id=pad_token_id)
+    batch["image_deltas"] = torch.cat([s["image_deltas"] for s in kept])
+    batch["index"] = torch.tensor([s["index"] for s in kept])
+    batch["skipped"] = _count_reasons(s.get("skipped", ()) for s in kept)
+    return batch
+
+
+def _count_reasons(groups) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for group in groups:
+        for reason in group:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts

@@ -1,0 +1,309 @@
+"""Packing: several samples in one row up to a token budget, never splitting a sample.
+
+* `plan_packs(lengths, budget)`: greedy first-fit over a bounded set of open packs, in data
+  order (the official `PackedDataset` keeps up to `max_buffer_size` buffers and puts each
+  sample in the first one where it fits). A pack is closed when it is full (or reaches
+  `max_images`); when too many packs are open the fullest one is closed. Deterministic.
+  A sample longer than the budget is a DataError, or a counted skip (`over_budget`).
+* `pack_samples(samples)`: one row: concatenated input_ids, labels, position_ids (each
+  sample's own positions, restarting at 0), `sequence_ids` (0, 0, ..., 1, 1, ...), pixel values
+  and tiles in sample order. The positions equal `v2pe_position_ids` on the packed row with
+  `sequence_ids` and the samples' deltas (tested).
+* `collate_packed(rows)`: rows to a batch [B, L] (padding: labels -100, attention 0,
+  positions 1, sequence id -1). The model keeps samples apart when given `sequence_ids`.
+* `PackedDataset`: a map-style Dataset of packs over a `SupervisedDataset`, planned from
+  exact lengths measured without pixel work, so pack p is the same in every run and worker.
+* `packed_loss(logits, labels, sequence_ids, reduction)`: the official loss weighting of packed
+  batches: each label token of a sub-sample with x label tokens weighs 1 ("token"),
+  1/x ("sample") or 1/sqrt(x) ("square"); loss = sum(w * CE) / sum(w).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+from v2pe.data.annotations import OVER_BUDGET, SampleError, SkipReport
+from v2pe.errors import ConfigError, DataError
+from v2pe.processing.processor import IGNORE_INDEX
+
+LOSS_REDUCTIONS = ("token", "sample", "square")
+
+
+# --------------------------------------------------------------------------------------------
+# planning
+
+
+@dataclass
+class PackPlan:
+    """Packs as lists of sample indices, with their token counts."""
+
+    packs: list[list[int]]
+    pack_lengths: list[int]
+    budget: int
+    skipped: SkipReport = field(default_factory=SkipReport)
+
+    @property
+    def efficiency(self) -> float:
+        return packing_efficiency(self.pack_lengths, self.budget)
+
+    def __len__(self) -> int:
+        return len(self.packs)
+
+
+def plan_packs(
+    lengths: Sequence[int | None],
+    budget: int,
+    *,
+    num_images: Sequence[int] | None = None,
+    max_images: int | None = None,
+    max_open: int = 20,
+    skip_over_budget: bool = False,
+    report: SkipReport | None = None,
+    names: Sequence[str] | None = None,
+) -> PackPlan:
+    """Greedy first-fit packing of samples (by index) into rows of at most `budget` tokens.
+
+    `lengths[i]` None means sample i was already skipped; it is left out. `num_images` and
+    `max_images` also bound the images per pack (the official `num_images_expected`).
+    """
+    if budget < 1:
+        raise ConfigError(f"the packing budget must be >= 1 token, got {budget}")
+    if max_open < 1:
+        raise ConfigError(f"max_open must be >= 1, got {max_open}")
+    report = report if report is not None else SkipReport()
+    images = list(num_images) if num_images is not None else [0] * len(lengths)
+    open_packs: list[list[int]] = []
+    open_tokens: list[int] = []
+    open_images: list[int] = []
+    done, done_tokens = [], []
+
+    def close(k: int) -> None:
+        done.append(open_packs.pop(k))
+        done_tokens.append(open_tokens.pop(k))
+        open_images.pop(k)
+
+    for index, length in enumerate(lengths):
+        if length is None:
+            continue
+        name = names[index] if names is not None else f"sample {index}"
+        over_images = max_images is not None and images[index] > max_images
+        if length > budget or over_images:
+            what = f"{length} tokens, more than the packing budget of {budget}" if length > budget else f"{images[index]} images, more than max_images={max_images}"
+            error = SampleError(f"{what} (samples are never split)", OVER_BUDGET, name)
+            if not skip_over_budget:
+                raise error
+            report.add_error(error)
+            continue
+        target = next(
+            (k for k in range(len(open_packs)) if open_tokens[k] + length <= budget and (max_images is None or open_images[k] + images[index] <= max_images)),
+            None,
+        )
+        if target is None:
+            open_packs.append([])
+            open_tokens.append(0)
+            open_images.append(0)
+            target = len(open_packs) - 1
+        open_packs[target].append(index)
+        open_tokens[target] += length
+        open_images[target] += images[index]
+        if open_tokens[target] == budget or (max_images is not None and open_images[target] == max_images):
+            close(target)
+        elif len(open_packs) > max_open:
+            close(max(range(len(open_packs)), key=lambda k: open_tokens[k]))
+    while open_packs:
+        close(0)
+    return PackPlan(done, done_tokens, budget, report)
+
+
+def packing_efficiency(pack_lengths: Sequence[int], budget: int) -> float:
+    """Real tokens / (packs x budget)."""
+    if not pack_lengths:
+        return 0.0
+    return sum(pack_lengths) / (len(pack_lengths) * budget)
+
+
+# --------------------------------------------------------------------------------------------
+# rows and batches
+
+
+def pack_samples(samples: Sequence[dict]) -> dict:
+    """Samples (1-D tensors as from `Processor.process_sample` / `SupervisedDataset`) to one packed row."""
+    if not samples:
+        raise DataError("cannot pack an empty list of samples")
+    lengths = [len(s["input_ids"]) for s in samples]
+    row = {
+        "input_ids": torch.cat([s["input_ids"] for s in samples]),
+        "labels": torch.cat([s["labels"] for s in samples]),
+        "attention_mask": torch.ones(sum(lengths), dtype=torch.long),
+        "position_ids": torch.cat([s["position_ids"].to(torch.float32) for s in samples]),
+        "sequence_ids": torch.repeat_interleave(torch.arange(len(samples)), torch.tensor(lengths)),
+        "pixel_values": _cat([s["pixel_values"] for s in samples]),
+        "num_tiles": torch.cat([s["num_tiles"] for s in samples]),
+        "sample_lengths": torch.tensor(lengths),
+    }
+    if all("image_deltas" in s for s in samples):
+        row["image_deltas"] = torch.cat([s["image_deltas"] for s in samples])
+    if all("index" in s for s in samples):
+        row["index"] = torch.tensor([s["index"] for s in samples])
+    row["skipped"] = [reason for s in samples for reason in s.get("skipped", ())]
+    return row
+
+
+def collate_packed(rows: Sequence[dict], pad_token_id: int = 0, pad_to: int | None = None) -> dict:
+    """Packed rows to a batch [B, L], right-padded (to `pad_to` when given).
+
+    Padding: input_ids `pad_token_id`, labels -100, attention_mask 0, position_ids 1.0 (the
+    official padding position), sequence_ids -1. Pixel values and tiles are concatenated in
+    row order; `skipped` becomes reason -> count over the batch.
+    """
+    if not rows:
+        raise DataError("cannot collate an empty list of packed rows")
+    length = max(len(r["input_ids"]) for r in rows)
+    if pad_to is not None:
+        if pad_to < length:
+            raise DataError(f"a packed row has {length} tokens, more than pad_to={pad_to}")
+        length = pad_to
+    pads = {"input_ids": pad_token_id, "labels": IGNORE_INDEX, "attention_mask": 0, "position_ids": 1.0, "sequence_ids": -1}
+    batch = {}
+    for key, value in pads.items():
+        out = torch.full((len(rows), length), value, dtype=rows[0][key].dtype)
+        for b, row in enumerate(rows):
+            out[b, : len(row[key])] = row[key]
+        batch[key] = out
+    batch["pixel_values"] = _cat([r["pixel_values"] for r in rows])
+    batch["num_tiles"] = torch.cat([r["num_tiles"] for r in rows])
+    for key in ("sample_lengths", "image_deltas", "index"):
+        if all(key in r for r in rows):
+            batch[key] = torch.cat([r[key] for r in rows])
+    counts: dict[str, int] = {}
+    for row in rows:
+        for reason in row.get("skipped", ()):
+            counts[reason] = counts.get(reason, 0) + 1
+    batch["skipped"] = counts
+    return batch
+
+
+def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
+    """torch.cat without the copy for a single tensor (pixel values of a 32K row are ~300 MB)."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
+
+
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids", "sequence_ids", "pixel_values")
+
+
+def model_inputs(batch: dict) -> dict:
+    """The keys of a packed batch that the model's forward takes."""
+    return {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}
+
+
+class PackedDataset(torch.utils.data.Dataset):
+    """Packs of a `SupervisedDataset`, planned once from exact lengths (no pixel work).
+
+    Item p is `pack_samples` of the plan's p-th pack. Samples found bad while measuring are
+    left out of the plan (counted when the dataset skips bad samples); a sample found bad only
+    when loaded (a corrupt image) is dropped from its pack and counted.
+    """
+
+    def __init__(
+        self,
+        dataset,
+        budget: int,
+        *,
+        max_images: int | None = None,
+        max_open: int = 20,
+        lengths: Sequence[int | None] | None = None,
+        progress: bool = False,
+    ):
+        self.dataset = dataset
+        self.budget = budget
+        self.lengths = list(lengths) if lengths is not None else dataset.lengths(progress=progress)
+        num_images = [len(dataset.sample(i).images) for i in range(len(dataset))]
+        names = [dataset.sample(i).where() for i in range(len(dataset))]
+        self.plan = plan_packs(
+            self.lengths,
+            budget,
+            num_images=num_images,
+            max_images=max_images,
+            max_open=max_open,
+            skip_over_budget=dataset.skip_bad,
+            report=dataset.report,
+            names=names,
+        )
+
+    @property
+    def efficiency(self) -> float:
+        return self.plan.efficiency
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, pack: int) -> dict:
+        for attempt in range(len(self)):
+            indices = self.plan.packs[(pack + attempt) % len(self)]
+            skipped: list[str] = []
+            samples = []
+            for index in indices:
+                item = self.dataset.load(index, _skipped=skipped)
+                if item is None:
+                    continue
+                if len(item["input_ids"]) != self.lengths[index]:
+                    raise DataError(f"{self.dataset.sample(index).where()}: planned {self.lengths[index]} tokens, loaded {len(item['input_ids'])} (lengths passed in do not match the processor)")
+                samples.append(item)
+            if samples:
+                row = pack_samples(samples)
+                row["skipped"] = skipped + row["skipped"]
+                return row
+        raise DataError("every sample of every pack was skipped")
+
+
+# --------------------------------------------------------------------------------------------
+# loss weighting
+
+
+def loss_weights(labels: torch.Tensor, sequence_ids: torch.Tensor | None, reduction: str = "token") -> torch.Tensor:
+    """Per-token weights [B, L] aligned with `labels`: 0 where label is -100, else 1, 1/x or
+    1/sqrt(x) with x = the label tokens of the token's sub-sample (its row when no sequence_ids)."""
+    if reduction not in LOSS_REDUCTIONS:
+        raise ConfigError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {reduction!r}")
+    labels = labels if labels.dim() == 2 else labels.unsqueeze(0)
+    active = labels != IGNORE_INDEX
+    if reduction == "token":
+        return active.to(torch.float32)
+    if sequence_ids is None:
+        sequence_ids = torch.zeros_like(labels)
+    sequence_ids = sequence_ids if sequence_ids.dim() == 2 else sequence_ids.unsqueeze(0)
+    # Sub-sample key per token, unique across rows: row * (max id + 2) + (id + 1) (id -1 = padding).
+    span = int(sequence_ids.max()) + 2 if sequence_ids.numel() else 1
+    keys = (torch.arange(labels.shape[0], device=labels.device)[:, None] * span + sequence_ids + 1).flatten()
+    counts = torch.zeros(labels.shape[0] * span, dtype=torch.float32, device=labels.device)
+    counts.index_add_(0, keys, active.flatten().to(torch.float32))
+    x = counts[keys].view_as(labels).clamp(min=1)
+    weight = 1.0 / x if reduction == "sample" else x.rsqrt()
+    return torch.where(active, weight, torch.zeros_like(weight))
+
+
+def packed_loss(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    sequence_ids: torch.Tensor | None = None,
+    reduction: str = "token",
+) -> torch.Tensor:
+    """Causal-LM loss of a (packed) batch with the official weighting: sum(w * CE) / sum(w).
+
+    Token t's logits predict label t+1 (the usual shift); a prediction across a sample
+    boundary is never counted. `logits` [B, L, V], `labels` [B, L], `sequence_ids` [B, L].
+    """
+    weights = loss_weights(labels, sequence_ids, reduction)[:, 1:]
+    target = labels[:, 1:]
+    if sequence_ids is not None:
+        same = sequence_ids[:, 1:] == sequence_ids[:, :-1]
+        weights = torch.where(same, weights, torch.zeros_like(weights))
+    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten().clamp(min=0), reduction="none").view_as(target)
+    total = weights.sum()
+    if total == 0:
+        return (ce * 0).sum()
+    return (ce * weights).sum() / total

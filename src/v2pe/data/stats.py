@@ -1,0 +1,207 @@
+"""Statistics of annotation files: counts, exact token lengths (histogram) and skipped samples.
+
+Works on a meta JSON (every dataset, with its tile overrides), an official JSONL file, or an
+MM-NIAH JSONL file (detected by its `context` / `images_list` fields; measured as its
+evaluation prompt plus answer). Bad samples are counted by reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from os import PathLike
+from pathlib import Path
+
+from v2pe.data.annotations import (
+    CORRUPT_IMAGE,
+    INVALID_JSON,
+    MISSING_FIELD,
+    MISSING_IMAGE,
+    NOT_AN_OBJECT,
+    TOO_LONG,
+    WRONG_TYPE,
+    DatasetSpec,
+    SampleError,
+    SkipReport,
+    image_field,
+    load_meta,
+    iter_annotations,
+)
+from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
+from v2pe.errors import DataError
+
+MMNIAH_FIELDS = {"id": (str, int), "images_list": list, "context": str, "question": str, "answer": (str, int, list), "meta": dict}
+
+
+@dataclass
+class FileStats:
+    name: str
+    path: Path
+    format: str
+    lengths: list[int] = field(default_factory=list)
+    images: int = 0
+    repeat_time: float = 1.0
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "format": self.format,
+            "samples": len(self.lengths),
+            "images": self.images,
+            "tokens": sum(self.lengths),
+            "repeat_time": self.repeat_time,
+            "effective_samples": int(len(self.lengths) * self.repeat_time),
+        }
+
+
+@dataclass
+class Stats:
+    files: list[FileStats]
+    report: SkipReport
+
+    @property
+    def lengths(self) -> list[int]:
+        return [length for f in self.files for length in f.lengths]
+
+    def to_dict(self) -> dict:
+        return {"files": [f.to_dict() for f in self.files], "histogram": length_histogram(self.lengths), "skipped": self.report.to_dict()}
+
+    def table(self) -> str:
+        rows = [f"{'dataset':<32} {'format':<9} {'samples':>8} {'images':>8} {'tokens':>12} {'mean':>9}"]
+        for f in self.files:
+            mean = sum(f.lengths) / len(f.lengths) if f.lengths else 0
+            rows.append(f"{f.name[:32]:<32} {f.format:<9} {len(f.lengths):>8} {f.images:>8} {sum(f.lengths):>12} {mean:>9.0f}")
+        return "\n".join(rows + ["", format_histogram(length_histogram(self.lengths)), "", self.report.summary()])
+
+
+def collect_stats(path: str | PathLike, processor, *, skip_bad: bool = True, progress: bool = False) -> Stats:
+    """Stats of a meta JSON or a JSONL file, lengths measured exactly with the processor's
+    settings (its max_length, if set, turns longer samples into `too_long` skips)."""
+    from v2pe.data.dataset import processor_for_dataset
+
+    path = Path(path)
+    report = SkipReport()
+    if path.suffix == ".json":
+        files = [_file_stats(spec.name, spec.annotation, spec.root, processor_for_dataset(processor, spec), report, skip_bad, progress, spec) for spec in load_meta(path)]
+    elif path.suffix == ".jsonl":
+        files = [_file_stats(path.stem, path, path.parent, processor, report, skip_bad, progress)]
+    else:
+        raise DataError(f"{path}: expected a meta .json or an annotation .jsonl file")
+    return Stats(files, report)
+
+
+def detect_format(path: Path) -> str:
+    """"mmniah" when the first JSON object line has MM-NIAH fields, else "official"."""
+    try:
+        handle = path.open(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise DataError(f"{path}: file not found") from err
+    with handle:
+        for text in handle:
+            try:
+                record = json.loads(text)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(record, dict):
+                return "mmniah" if "context" in record and "images_list" in record else "official"
+    return "official"
+
+
+def _file_stats(name, path: Path, root: Path, processor, report: SkipReport, skip_bad: bool, progress: bool, spec: DatasetSpec | None = None) -> FileStats:
+    fmt = detect_format(path)
+    stats = FileStats(name, path, fmt, repeat_time=spec.repeat_time if spec else 1.0)
+    meter = LengthMeter(processor)
+    items = _mmniah_items(path, root, report, skip_bad) if fmt == "mmniah" else _official_items(path, root, report, skip_bad)
+    if progress:
+        from tqdm import tqdm
+
+        items = tqdm(items, desc=name, unit="sample")
+    for where, conversation, images, fields in items:
+        try:
+            length = _measure(meter, where, conversation, images, fields)
+            if processor.max_length is not None and length > processor.max_length:
+                raise SampleError(f"{length} tokens, more than max_length={processor.max_length}", TOO_LONG, f"{where}, field 'conversations'")
+        except SampleError as error:
+            if not skip_bad:
+                raise
+            report.add_error(error)
+            continue
+        stats.lengths.append(length)
+        stats.images += len(images)
+    return stats
+
+
+def _measure(meter: LengthMeter, where: str, conversation, images, fields: list[str]) -> int:
+    for k, image in enumerate(images):
+        try:
+            meter.tiles(image)
+        except DataError as err:
+            reason = MISSING_IMAGE if not Path(image).exists() else CORRUPT_IMAGE
+            raise SampleError(str(err), reason, f"{where}, field {fields[k]!r}") from err
+    try:
+        return meter.measure(conversation, images).total
+    except DataError as err:
+        raise SampleError(str(err), "invalid_conversation", f"{where}, field 'conversations'") from err
+
+
+def _official_items(path: Path, root: Path, report: SkipReport, skip_bad: bool):
+    for sample in iter_annotations(path, root, skip_bad=skip_bad, report=report):  # lazily: errors in file order
+        yield sample.where(), sample.conversations, sample.images, [image_field(sample, k) for k in range(len(sample.images))]
+
+
+def _mmniah_items(path: Path, root: Path, report: SkipReport, skip_bad: bool):
+    from v2pe.data.builders.needle import mmniah_prompt, mmniah_to_conversation
+
+    with path.open(encoding="utf-8") as handle:
+        for line, text in enumerate(handle, start=1):
+            if not text.strip():
+                continue
+            where = f"{path}:{line}"
+            try:
+                record = _json_object(text, where)
+                where += f" (id {record['id']})" if "id" in record else ""
+                check_mmniah_record(record, where)
+                _, images = mmniah_prompt(record)
+                conversation = mmniah_to_conversation(record)
+            except SampleError as error:
+                if not skip_bad:
+                    raise
+                report.add_error(error)
+                continue
+            n_context = len(record["images_list"])
+            fields = [f"images_list[{k}]" if k < n_context else f"meta.choices_image_path[{k - n_context}]" for k in range(len(images))]
+            yield where, conversation, [root / p for p in images], fields
+
+
+def _json_object(text: str, where: str) -> dict:
+    try:
+        record = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise SampleError(f"not valid JSON ({err.msg} at column {err.colno})", INVALID_JSON, where) from err
+    if not isinstance(record, dict):
+        raise SampleError(f"a sample is a JSON object, got {type(record).__name__}", NOT_AN_OBJECT, where)
+    return record
+
+
+def check_mmniah_record(record: dict, where: str) -> None:
+    """MM-NIAH fields present with the right types, and `<image>` count = len(images_list)."""
+    for key, types in MMNIAH_FIELDS.items():
+        if key not in record:
+            raise SampleError("missing", MISSING_FIELD, f"{where}, field {key!r}")
+        if not isinstance(record[key], types) or isinstance(record[key], bool):
+            raise SampleError(f"has the wrong type ({type(record[key]).__name__})", WRONG_TYPE, f"{where}, field {key!r}")
+    for key in ("choices", "choices_image_path"):
+        value = record["meta"].get(key)
+        if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+            raise SampleError("must be null or a list of strings", WRONG_TYPE, f"{where}, field 'meta.{key}'")
+    placeholders = record["context"].count("<image>") + record["question"].count("<image>")
+    if placeholders != len(record["images_list"]):
+        raise SampleError(f"{placeholders} `<image>` placeholders but {len(record['images_list'])} images", "image_count_mismatch", f"{where}, field 'images_list'")
+
+
+def write_stats(path: str | PathLike, stats: Stats) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stats.to_dict(), indent=2) + "\n")
+    return path
