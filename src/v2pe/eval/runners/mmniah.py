@@ -1,7 +1,8 @@
 """MM-NIAH runner (reference-spec 5.1; V2PE `eval/mm_niah/eval_mm_niah.py` + `tools.get_input`).
 
 Data: `DATA/<split>/annotations/<task>.jsonl` with images under `DATA/<split>/images/` (the
-official `mm_niah.json` layout; a split folder named `mm_niah_val` gives the split `val`).
+official `mm_niah.json` layout; a split folder named `mm_niah_val` gives the split `val`), or a
+folder written by `v2pe data build needle` (`DATA/<task>.jsonl`, image paths relative to DATA).
 `DATA` may also be one split folder. Task names are `<task>-<split>`, e.g. `retrieval-text-val`;
 `--tasks retrieval-text` selects that task in every split.
 
@@ -48,6 +49,16 @@ def split_folders(data: Path) -> list[Path]:
     return splits
 
 
+def is_built_folder(data: Path) -> bool:
+    """A folder written by `v2pe data build needle`: `<task>.jsonl` files, image paths relative to it."""
+    return data.is_dir() and not (data / "annotations").is_dir() and bool(built_task_files(data))
+
+
+def built_task_files(data: Path) -> list[Path]:
+    # `<task>_train.jsonl` beside them is the same data as training conversations.
+    return sorted(p for p in data.glob("*.jsonl") if p.stem in TASKS)
+
+
 def split_name(folder: Path) -> str:
     name = folder.name
     return name[len("mm_niah_"):] if name.startswith("mm_niah_") else name
@@ -55,6 +66,8 @@ def split_name(folder: Path) -> str:
 
 def discover(data: Path) -> dict[str, tuple[Path, Path, str]]:
     """{task name: (annotation file, image root, base task)} in sorted order."""
+    if is_built_folder(data):
+        return {path.stem: (path, data, path.stem) for path in built_task_files(data)}
     found = {}
     for folder in split_folders(data):
         for path in sorted((folder / "annotations").glob("*.jsonl")):
