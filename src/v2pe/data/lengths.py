@@ -60,15 +60,14 @@ class LengthMeter:
 
     def tiles(self, image: str | PathLike | Image.Image) -> int:
         """Tiles `image_to_tiles` makes for this image (thumbnail included)."""
-        from v2pe.processing.tiling import choose_grid
+        from v2pe.processing.tiling import num_tiles_for_size
 
         p = self.processor
         key = None if isinstance(image, Image.Image) else (str(image), p.min_tiles, p.max_tiles, p.use_thumbnail, p.tile_size)
         if key is not None and key in self._tiles:
             return self._tiles[key]
         width, height = image_size(image)
-        columns, rows = choose_grid(width, height, p.min_tiles, p.max_tiles, p.tile_size)
-        count = columns * rows + (1 if p.use_thumbnail and columns * rows > 1 else 0)
+        count = num_tiles_for_size(width, height, p.min_tiles, p.max_tiles, p.use_thumbnail, p.tile_size)
         if key is not None:
             self._tiles[key] = count
         return count

@@ -95,9 +95,9 @@ def choose_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = 12
     return best
 
 
-def num_tiles_for_size(width: int, height: int, min_tiles: int = 1, max_tiles: int = 12, use_thumbnail: bool = True) -> int:
+def num_tiles_for_size(width: int, height: int, min_tiles: int = 1, max_tiles: int = 12, use_thumbnail: bool = True, tile_size: int = TILE_SIZE) -> int:
     """How many tiles (thumbnail included) `image_to_tiles` makes for an image of this size."""
-    columns, rows = choose_grid(width, height, min_tiles, max_tiles)
+    columns, rows = choose_grid(width, height, min_tiles, max_tiles, tile_size)
     count = columns * rows
     return count + 1 if use_thumbnail and count > 1 else count
 
