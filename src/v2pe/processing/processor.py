@@ -29,7 +29,7 @@ from PIL import Image
 from v2pe.errors import CheckpointError, ConfigError, DataError
 from v2pe.positions import v2pe_position_ids
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, parse_conversation, render
-from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values
+from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
 
 IGNORE_INDEX = -100
 IMAGE_PLACEHOLDER = "<image>"
@@ -94,12 +94,14 @@ class Processor:
         conversation = add_missing_image_placeholder(_as_conversation(conversation), len(images))
         system, turns = parse_conversation(conversation, sample_id)
         check_image_count(turns, len(images), sample_id)
-        tiles = [image_to_pixel_values(img, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size) for img in images]
-        num_tiles = [len(t) for t in tiles]
+        images = [load_image(img) for img in images]
+        # Tile counts come from image sizes alone, so an over-long sample fails before any pixel work.
+        num_tiles = [num_tiles_for_size(img.width, img.height, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size) for img in images]
         segments = render(self.template, turns, system, self.tokenizer)
         text, answer_spans = expand_image_placeholders(segments, [self.image_tokens(n) for n in num_tiles])
         input_ids, labels = self.tokenize_with_labels(text, answer_spans)
         self._check_length(len(input_ids), sample_id)
+        tiles = [image_to_pixel_values(img, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size) for img in images]
         pixel_values = torch.cat(tiles) if tiles else torch.zeros(0, 3, self.tile_size, self.tile_size)
         return {
             "input_ids": torch.tensor(input_ids, dtype=torch.long),
