@@ -14,7 +14,7 @@ import sys
 from v2pe.errors import V2PEError
 
 # Verb modules, in the order `v2pe --help` lists them.
-VERB_MODULES = ["chat", "convert", "positions", "data", "eval"]
+VERB_MODULES = ["chat", "convert", "positions", "data", "eval", "train"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +38,10 @@ def main(argv: list[str] | None = None) -> int:
         # User errors: one clear line, no traceback.
         print(f"v2pe {args.verb}: error: {error}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Output piped into `head` and the like: stop quietly.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,101 @@
+"""Training data from `v2pe.data`: the official meta JSON (or synthetic samples written on the fly),
+`SupervisedDataset` with per-sample random deltas, optional packing, and the collator that adds
+next-token targets with the official loss weights.
+
+Both datasets are map-style and item i is a pure function of (data, seed, i), so the Trainer's
+seeded sampler fixes the data order and a resumed run skips exactly the batches it had seen.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+
+from v2pe.data.dataset import SupervisedDataset, collate_samples
+from v2pe.data.packing import PackedDataset, collate_packed, loss_weights
+from v2pe.train.config import TrainConfig
+from v2pe.train.loss import IGNORE_INDEX
+
+MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "sequence_ids", "pixel_values")
+
+
+def synthetic_meta(folder: Path, options: dict) -> Path:
+    """Write the synthetic source into `folder` once (again only if the options changed)."""
+    from v2pe.data.synthetic import write_synthetic
+
+    options = {"n": 64, "seed": 0, **options}
+    stamp = folder / "options.json"
+    meta = folder / "meta.json"
+    if meta.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == options:
+        return meta
+    write_synthetic(folder, **options)
+    stamp.write_text(json.dumps(options, sort_keys=True))
+    return meta
+
+
+def build_dataset(config: TrainConfig, processor, args=None):
+    """The training dataset of a recipe. With `args` (TrainingArguments) the synthetic data is
+    written by the main process while the others wait."""
+    data = config.data
+    if data.source == "synthetic":
+        folder = Path(config.train.output_dir) / "synthetic-data"
+        if args is not None:
+            with args.main_process_first(desc="writing synthetic data", local=False):
+                meta = synthetic_meta(folder, data.synthetic)
+        else:
+            meta = synthetic_meta(folder, data.synthetic)
+    else:
+        meta = Path(data.meta_path)
+    dataset = SupervisedDataset(
+        meta,
+        processor,
+        delta=config.v2pe.delta,
+        delta_choices=config.v2pe.delta_choices,
+        seed=config.v2pe.seed,
+        shuffle=True,
+        skip_bad=data.skip_bad_samples,
+    )
+    if not data.packing:
+        return dataset
+    return PackedDataset(dataset, data.max_packed_tokens, max_images=data.num_images_expected, max_open=data.max_buffer_size)
+
+
+class TrainCollator:
+    """Batches for `V2PETrainer`: model inputs, and `shift_labels` / `shift_weights`.
+
+    Positions come from the dataset (float32, per-sample random deltas) and are kept as they
+    are. Targets are shifted here, on whole rows, so that sequence parallelism can shard them
+    like the tokens. A prediction across a packed-sample boundary is never scored.
+    """
+
+    def __init__(self, pad_token_id: int, loss_reduction: str = "token", packed: bool = True):
+        self.pad_token_id = pad_token_id
+        self.loss_reduction = loss_reduction
+        self.packed = packed
+
+    def __call__(self, items: list[dict]) -> dict:
+        if self.packed:
+            batch = collate_packed(items, pad_token_id=self.pad_token_id)
+        else:
+            batch = collate_samples(items, pad_token_id=self.pad_token_id)
+        return finish_batch(batch, self.loss_reduction)
+
+
+def finish_batch(batch: dict, loss_reduction: str) -> dict:
+    """Model inputs + shifted targets and weights (+ `skipped` counts for reporting)."""
+    labels = batch["labels"]
+    sequence_ids = batch.get("sequence_ids")
+    weights = loss_weights(labels, sequence_ids, loss_reduction)
+    shift_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
+    shift_weights = torch.nn.functional.pad(weights[:, 1:], (0, 1), value=0.0)
+    if sequence_ids is not None:
+        same = torch.nn.functional.pad(sequence_ids[:, 1:] == sequence_ids[:, :-1], (0, 1), value=False)
+        shift_weights = torch.where(same, shift_weights, torch.zeros_like(shift_weights))
+    out = {key: batch[key] for key in MODEL_KEYS if key in batch}
+    out["position_ids"] = out["position_ids"].to(torch.float32)
+    out["shift_labels"] = shift_labels
+    out["shift_weights"] = shift_weights.to(torch.float32)
+    out["skipped"] = batch.get("skipped", {})
+    return out
