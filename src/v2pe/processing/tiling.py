@@ -37,6 +37,8 @@ from v2pe.errors import ConfigError, DataError
 TILE_SIZE = 448
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)
+_STD = np.asarray(IMAGENET_STD, dtype=np.float32)
 
 ImageInput = str | PathLike | Image.Image
 
@@ -74,11 +76,17 @@ def image_to_pixel_values(image: ImageInput, min_tiles: int = 1, max_tiles: int 
 
 def normalize_tile(tile: Image.Image, tile_size: int = TILE_SIZE) -> torch.Tensor:
     """Resize to tile_size (bicubic), scale to [0, 1] and apply ImageNet mean/std: [3, H, W]."""
-    tile = tile.convert("RGB").resize((tile_size, tile_size), Image.Resampling.BICUBIC)
-    pixels = torch.from_numpy(np.array(tile, dtype=np.uint8)).permute(2, 0, 1).to(torch.float32).div(255)
-    mean = torch.tensor(IMAGENET_MEAN, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
-    return (pixels - mean) / std
+    if tile.mode != "RGB":
+        tile = tile.convert("RGB")
+    if tile.size != (tile_size, tile_size):  # crops already are; the thumbnail may not be
+        tile = tile.resize((tile_size, tile_size), Image.Resampling.BICUBIC)
+    # In place on one channels-last float32 array (the same float32 operations, in the same order,
+    # as ToTensor + Normalize), then one transposing copy: about 2x faster than tensor ops.
+    pixels = np.asarray(tile, dtype=np.uint8).astype(np.float32)
+    pixels /= 255
+    pixels -= _MEAN
+    pixels /= _STD
+    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
 
 
 def choose_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = 12, tile_size: int = TILE_SIZE) -> tuple[int, int]:
