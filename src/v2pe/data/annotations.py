@@ -297,15 +297,21 @@ def iter_annotations(path: Path, root: Path, *, skip_bad: bool = False, report: 
                     report.add_error(error)
 
 
-def parse_sample(text: str, file: Path, line: int, root: Path) -> Sample:
-    """Validate one JSONL line; SampleError names file, line and field."""
-    where = f"{file}:{line}"
+def parse_json_object(text: str, where: str) -> dict:
+    """One JSONL line as a JSON object; SampleError (invalid JSON / not an object) names `where`."""
     try:
         record = json.loads(text)
     except json.JSONDecodeError as err:
         raise SampleError(f"not valid JSON ({err.msg} at column {err.colno})", INVALID_JSON, where) from err
     if not isinstance(record, dict):
         raise SampleError(f"a sample is a JSON object, got {type(record).__name__}", NOT_AN_OBJECT, where)
+    return record
+
+
+def parse_sample(text: str, file: Path, line: int, root: Path) -> Sample:
+    """Validate one JSONL line; SampleError names file, line and field."""
+    where = f"{file}:{line}"
+    record = parse_json_object(text, where)
     sample_id = record.get("id")
     if sample_id is not None:
         if not isinstance(sample_id, (str, int)) or isinstance(sample_id, bool):

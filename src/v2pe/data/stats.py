@@ -14,18 +14,17 @@ from pathlib import Path
 
 from v2pe.data.annotations import (
     CORRUPT_IMAGE,
-    INVALID_JSON,
     MISSING_FIELD,
     MISSING_IMAGE,
-    NOT_AN_OBJECT,
     TOO_LONG,
     WRONG_TYPE,
     DatasetSpec,
     SampleError,
     SkipReport,
     image_field,
-    load_meta,
     iter_annotations,
+    load_meta,
+    parse_json_object,
 )
 from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
 from v2pe.errors import DataError
@@ -159,7 +158,7 @@ def _mmniah_items(path: Path, root: Path, report: SkipReport, skip_bad: bool):
                 continue
             where = f"{path}:{line}"
             try:
-                record = _json_object(text, where)
+                record = parse_json_object(text, where)
                 where += f" (id {record['id']})" if "id" in record else ""
                 check_mmniah_record(record, where)
                 _, images = mmniah_prompt(record)
@@ -173,15 +172,6 @@ def _mmniah_items(path: Path, root: Path, report: SkipReport, skip_bad: bool):
             fields = [f"images_list[{k}]" if k < n_context else f"meta.choices_image_path[{k - n_context}]" for k in range(len(images))]
             yield where, conversation, [root / p for p in images], fields
 
-
-def _json_object(text: str, where: str) -> dict:
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SampleError(f"not valid JSON ({err.msg} at column {err.colno})", INVALID_JSON, where) from err
-    if not isinstance(record, dict):
-        raise SampleError(f"a sample is a JSON object, got {type(record).__name__}", NOT_AN_OBJECT, where)
-    return record
 
 
 def check_mmniah_record(record: dict, where: str) -> None:
