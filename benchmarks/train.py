@@ -11,12 +11,17 @@ the process's peak resident memory minus its resident memory just before the fir
 warm-up step. `--threads` sets torch's intra-op threads (default 1: on a shared 2-core machine,
 two OpenMP threads wait on each other at every op and the figures swing by 10x; on an idle
 machine pass --threads 2).
+
+`data_s` is the data loader's work for that row (decode, tile, tokenise, random-delta positions,
+pack, collate); `loader_block_fraction` is the share of a step the training loop would wait for
+it with the recipe's `num_workers: 0`, and `workers_to_hide` the loader processes that hide it.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import resource
 import subprocess
@@ -58,7 +63,10 @@ def worker(length: int, checkpointing: bool, repeats: int, threads: int) -> dict
     config = load_recipe("debug", {"model.gradient_checkpointing": checkpointing, "model.drop_path_rate": 0.0})
     model = build_model(config)
     processor = build_processor(config, model)
-    batch = packed_row(length, processor)
+    packed_row(length, processor, seed=1)  # warm-up (tokenizer, fonts)
+    start = time.perf_counter()
+    batch = packed_row(length, processor)  # what the data loader does for one step
+    data_seconds = time.perf_counter() - start
     labels, weights = batch.pop("shift_labels"), batch.pop("shift_weights")
     batch.pop("skipped")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -86,6 +94,11 @@ def worker(length: int, checkpointing: bool, repeats: int, threads: int) -> dict
         "images": int((batch["input_ids"] == processor.image_start_id).sum()),
         "step_s": seconds,
         "tokens_per_s": tokens / seconds,
+        "data_s": data_seconds,
+        # With the recipe's num_workers=0 the step waits for the loader this share of the time;
+        # `workers_to_hide` loader processes keep up with training.
+        "loader_block_fraction": data_seconds / (data_seconds + seconds),
+        "workers_to_hide": math.ceil(data_seconds / seconds),
         "peak_step_mb": max(0.0, peak - rss_before),
         "parameters": sum(p.numel() for p in model.parameters()),
         "threads": threads,
@@ -125,7 +138,8 @@ def main() -> None:
         print(json.dumps(worker(int(args.worker[0]), bool(int(args.worker[1])), args.repeats, args.threads)))
         return
     rows = run(args.lengths, args.repeats, args.threads)
-    columns = ["budget", "tokens", "checkpointing", "images", "step_s", "tokens_per_s", "peak_step_mb", "speed_vs_plain", "memory_vs_plain"]
+    columns = ["budget", "tokens", "checkpointing", "images", "step_s", "tokens_per_s", "peak_step_mb", "speed_vs_plain",
+               "memory_vs_plain", "data_s", "loader_block_fraction", "workers_to_hide"]
     print_table(rows, columns)
     write_json("train", {"rows": rows, "repeats": args.repeats, "threads": args.threads, "model": "debug recipe", "parameters": rows[0]["parameters"]})
 
