@@ -1,0 +1,75 @@
+"""The demo's task: find the one marked image among many and say where its mark sits.
+
+Each sample is K images and a question. K - 1 haystack images are plain grey; the needle image
+is coloured and carries a white dot in one of four quadrants. The answer is the quadrant's
+letter, scored with the official MM-NIAH multiple-choice rule (`mmniah_is_correct_int`).
+
+Why this task: finding the needle is content matching (easy at any position), but the answer
+depends on *where in the image* the dot sits, i.e. on the order of the image's visual tokens.
+A model that learned to read that order at delta = 1 cannot read it when the image is squeezed
+into a fraction of a position, which is what tells V2PE training apart from just shrinking delta
+at test time. Images are 64 px with 4 px patches: 64 visual tokens each, so that V2PE can
+compress an image (66 tokens with its markers) to 3 positions and fit 16x the training length.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+from PIL import Image, ImageDraw
+
+from v2pe.processing import Processor
+from v2pe.processing.processor import collate
+from v2pe.processing.tokenizer import byte_tokenizer
+
+IMAGE_SIZE, PATCH_SIZE = 64, 4
+TOKENS_PER_IMAGE = (IMAGE_SIZE // PATCH_SIZE) ** 2 // 4
+QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
+NEEDLE_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
+HAYSTACK_GREY = (128, 128, 128)
+QUESTION = "Where is the dot? A, B, C or D"
+
+
+@dataclass
+class Sample:
+    conversation: list[dict]
+    images: list[Image.Image]
+    answer: int  # quadrant index, MM-NIAH multiple-choice convention
+    needle_index: int
+
+
+def demo_processor() -> Processor:
+    """Byte tokenizer, one 64 px tile per image (no dynamic tiling), internlm2-chat template."""
+    return Processor(byte_tokenizer(), tokens_per_tile=TOKENS_PER_IMAGE, tile_size=IMAGE_SIZE, min_tiles=1, max_tiles=1, use_thumbnail=False)
+
+
+def needle_image(colour: int, quadrant: int) -> Image.Image:
+    image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), NEEDLE_COLOURS[colour])
+    half = IMAGE_SIZE // 2
+    left, top, margin = (quadrant % 2) * half, (quadrant // 2) * half, half // 4
+    ImageDraw.Draw(image).ellipse([left + margin, top + margin, left + half - margin, top + half - margin], fill=(255, 255, 255))
+    return image
+
+
+def haystack_image() -> Image.Image:
+    return Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), HAYSTACK_GREY)
+
+
+def make_sample(num_images: int, rng: random.Random) -> Sample:
+    needle, quadrant = rng.randrange(num_images), rng.randrange(4)
+    images = [needle_image(rng.randrange(len(NEEDLE_COLOURS)), quadrant) if i == needle else haystack_image() for i in range(num_images)]
+    # An empty system turn keeps the prompt short: the byte tokenizer spells every character.
+    conversation = [
+        {"from": "system", "value": ""},
+        {"from": "human", "value": "<image>" * num_images + "\n" + QUESTION},
+        {"from": "gpt", "value": "ABCD"[quadrant]},
+    ]
+    return Sample(conversation, images, quadrant, needle)
+
+
+def encode_batch(processor: Processor, samples: list[Sample], with_answer: bool = True) -> dict[str, torch.Tensor]:
+    """Padded token ids, labels (answer + end token) and pixel values; prompts only when not training."""
+    encoded = [processor.encode(s.conversation if with_answer else s.conversation[:-1], s.images) for s in samples]
+    return collate(encoded, pad_token_id=processor.pad_token_id)

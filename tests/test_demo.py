@@ -1,0 +1,48 @@
+"""The demo pipeline end to end at a toy scale (the science needs `v2pe demo`, minutes of CPU)."""
+
+from __future__ import annotations
+
+import json
+
+from v2pe.cli import main
+from v2pe.demo.experiment import ARMS, DemoConfig, run_demo
+from v2pe.demo.report import write_report
+from v2pe.demo.task import TOKENS_PER_IMAGE, demo_processor, encode_batch, make_sample
+
+
+def test_task_samples_have_one_needle_and_answer_labels():
+    import random
+
+    processor = demo_processor()
+    sample = make_sample(5, random.Random(3))
+    batch = encode_batch(processor, [sample])
+    ids = batch["input_ids"][0]
+    assert int((ids == processor.image_context_id).sum()) == 5 * TOKENS_PER_IMAGE
+    labelled = batch["labels"][0][batch["labels"][0] != -100]
+    assert processor.tokenizer.decode(labelled[:1]) == "ABCD"[sample.answer]
+    colours = [img.getpixel((1, 1)) for img in sample.images]
+    assert sum(c != (128, 128, 128) for c in colours) == 1 and colours.index(next(c for c in colours if c != (128, 128, 128))) == sample.needle_index
+
+
+def test_demo_runs_every_arm_at_every_length(tmp_path):
+    config = DemoConfig(pretrain_steps=3, finetune_steps=2, batch_size=2, length_multiples=(1, 4), eval_samples=2)
+    result = run_demo(config)
+    assert set(result.accuracy) == {arm.name for arm in ARMS}
+    assert all(0 <= acc <= 1 for row in result.accuracy.values() for acc in row.values())
+    deltas = result.deltas
+    assert deltas["A: delta=1"] == {1: 1.0, 4: 1.0}
+    assert set(deltas["C: fixed small delta"].values()) == {config.fixed_delta}
+    # 4x the training images do not fit the trained window at delta 1: automatic delta shrinks.
+    assert deltas["B: V2PE (random delta, auto at test)"][1] == 1.0 and deltas["B: V2PE (random delta, auto at test)"][4] < 1.0
+    paths = write_report(result, tmp_path, "v2pe demo --quick")
+    assert "| A: delta=1 |" in paths["table"].read_text()
+    assert paths["plot"].stat().st_size > 10_000
+    assert json.loads(paths["json"].read_text())["window"] == result.window
+
+
+def test_demo_cli_help_lists_quick(capsys):
+    try:
+        main(["demo", "--help"])
+    except SystemExit:
+        pass
+    assert "--quick" in capsys.readouterr().out
