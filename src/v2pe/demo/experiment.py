@@ -34,15 +34,15 @@ from v2pe.positions import choose_delta, v2pe_position_ids
 @dataclass
 class DemoConfig:
     pretrain_steps: int = 400
-    finetune_steps: int = 600
+    finetune_steps: int = 1000
     batch_size: int = 16
     train_images: tuple[int, int] = (1, 4)
     length_multiples: tuple[int, ...] = (1, 2, 4, 8, 16)
     eval_samples: int = 48
-    delta_choices: tuple[float, ...] = tuple(1 / 2**k for k in range(6))  # 1 .. 1/32
+    delta_choices: tuple[float, ...] = tuple(1 / 2**k for k in range(9))  # the official 1 .. 1/256
     fixed_delta: float = 1 / 16
     pretrain_lr: float = 2e-3
-    finetune_lr: float = 5e-4
+    finetune_lr: float = 1e-3
     hidden: int = 128
     layers: int = 2
     rope_theta: float = 500.0
