@@ -57,7 +57,7 @@ class DemoConfig:
 class Arm:
     name: str
     model_key: str
-    test_delta: float | str  # a number, or "auto"
+    test_delta: float | str  # a number, "auto", or "fixed" (the config's fixed_delta)
 
 
 ARMS = (
