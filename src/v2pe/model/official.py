@@ -52,11 +52,15 @@ def v2pe_settings_from_official(config: Mapping, image_start_token_id: int, imag
     )
 
 
+def tile_size(config: Mapping) -> int:
+    """The tile side in pixels of an official config (`force_image_size` wins over the tower's)."""
+    return config.get("force_image_size") or config.get("vision_config", {}).get("image_size", 448)
+
+
 def num_image_tokens(config: Mapping) -> int:
-    vision = config.get("vision_config", {})
-    image_size = config.get("force_image_size") or vision.get("image_size", 448)
-    patch = vision.get("patch_size", 14)
-    return int((image_size // patch) ** 2 * config.get("downsample_ratio", 0.5) ** 2)
+    """Visual tokens per tile: (tile / patch)^2 patches, pixel-shuffled by `downsample_ratio`."""
+    patch = config.get("vision_config", {}).get("patch_size", 14)
+    return int((tile_size(config) // patch) ** 2 * config.get("downsample_ratio", 0.5) ** 2)
 
 
 def native_config_from_official(config: Mapping, image_token_id: int, settings: V2PESettings) -> InternVLConfig:
@@ -93,7 +97,6 @@ def _require_supported_layout(config: Mapping) -> None:
 
 def _native_vision_config(config: Mapping) -> InternVLVisionConfig:
     vision = config["vision_config"]
-    image_size = config.get("force_image_size") or vision.get("image_size", 448)
     return InternVLVisionConfig(
         hidden_size=vision["hidden_size"],
         num_hidden_layers=vision["num_hidden_layers"],
@@ -104,7 +107,7 @@ def _native_vision_config(config: Mapping) -> InternVLVisionConfig:
         hidden_act=vision.get("hidden_act", "gelu"),
         norm_type=vision.get("norm_type", "rms_norm"),
         layer_norm_eps=vision.get("layer_norm_eps", 1e-6),
-        image_size=image_size,
+        image_size=tile_size(config),
         patch_size=vision.get("patch_size", 14),
         num_channels=vision.get("num_channels", 3),
         attention_dropout=vision.get("attention_dropout", 0.0),

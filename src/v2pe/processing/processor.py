@@ -17,7 +17,6 @@ official padding position); pixel values of all images are concatenated in sampl
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -174,14 +173,13 @@ def _official_settings(config: dict, path: Path) -> dict:
     template = config.get("template") or "internlm2-chat"
     if template != "internlm2-chat":
         raise ConfigError(f"{path / 'config.json'}: template {template!r} is not supported; pass template='tokenizer' to use the tokenizer's chat template")
-    vision = config.get("vision_config", {})
-    image_size = config.get("force_image_size") or vision.get("image_size", TILE_SIZE)
-    patch = vision.get("patch_size", 14)
+    from v2pe.model.official import num_image_tokens, tile_size
+
     dynamic = config.get("dynamic_image_size", False)
     return {
         "template": template,
-        "tile_size": image_size,
-        "tokens_per_tile": int((image_size // patch) ** 2 * config.get("downsample_ratio", 0.5) ** 2),
+        "tile_size": tile_size(config),
+        "tokens_per_tile": num_image_tokens(config),
         "min_tiles": config.get("min_dynamic_patch", 1) if dynamic else 1,
         "max_tiles": config.get("max_dynamic_patch", 12) if dynamic else 1,
         "use_thumbnail": config.get("use_thumbnail", False),
@@ -304,9 +302,7 @@ def _load_tokenizer(path: Path):
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise CheckpointError(f"{path}: invalid JSON ({err})") from err
+    """An optional JSON file of a checkpoint folder ({} when absent)."""
+    from v2pe.model.checkpoint import read_json
+
+    return read_json(path) if path.is_file() else {}
