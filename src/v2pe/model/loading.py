@@ -54,7 +54,7 @@ def load_model(
     """
     folder = Path(path)
     raw_config = read_config(folder)
-    resolved = _resolve_dtype(dtype, folder)
+    resolved = _resolve_dtype(dtype, raw_config)
     if is_official_config(raw_config):
         return instantiate(read_official_checkpoint(folder, raw_config, resolved, token_ids), device)
     if raw_config.get("model_type") == "internvl":
@@ -70,7 +70,7 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dtype: torch.dtype | st
     """
     src, dst = Path(src), Path(dst)
     raw_config = read_config(src)
-    resolved = _resolve_dtype(dtype, src)
+    resolved = _resolve_dtype(dtype, raw_config)
     if is_official_config(raw_config):
         checkpoint = read_official_checkpoint(src, raw_config, resolved, {})
         with torch.device("meta"):
@@ -192,11 +192,12 @@ def _native_config(folder: Path, raw_config: dict, overrides: dict[str, int]) ->
     return config
 
 
-def _resolve_dtype(dtype: torch.dtype | str, folder: Path) -> torch.dtype | None:
+def _resolve_dtype(dtype: torch.dtype | str, raw_config: dict) -> torch.dtype | None:
+    """A torch dtype from a dtype, its name, or "auto" (the checkpoint's own, from its config)."""
     if isinstance(dtype, torch.dtype):
         return dtype
     if dtype == "auto":
-        name = read_config(folder).get("torch_dtype") or read_config(folder).get("dtype")
+        name = raw_config.get("torch_dtype") or raw_config.get("dtype")
         return getattr(torch, name) if isinstance(name, str) and hasattr(torch, name) else None
     resolved = getattr(torch, str(dtype), None)
     if not isinstance(resolved, torch.dtype):
