@@ -46,8 +46,9 @@ def print_table(rows: list[dict], columns: list[str]) -> None:
         print("  ".join(_fmt(row.get(c)).rjust(widths[c]) for c in columns))
 
 
-def write_json(name: str, payload: dict, out_dir: str | Path = "benchmarks/results") -> Path:
-    path = Path(out_dir) / f"{name}.json"
+def write_json(name: str, payload: dict, out_dir: str | Path | None = None) -> Path:
+    """`benchmarks/results/NAME.json`, or under $V2PE_BENCH_RESULTS where that is set (tests)."""
+    path = Path(out_dir or os.environ.get("V2PE_BENCH_RESULTS", "benchmarks/results")) / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"machine": machine(), **payload}, indent=2) + "\n")
     print(f"wrote {path}")

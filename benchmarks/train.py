@@ -1,6 +1,6 @@
-"""Training-step throughput and memory of the debug recipe's model, with and without gradient checkpointing.
+"""Training-step throughput and memory of the debug recipe's model: plain, gradient checkpointing, sequence parallel.
 
-    python -m benchmarks.train [--lengths 1024 4096 16384] [--repeats 3] [--threads 1]
+    python -m benchmarks.train [--lengths 1024 4096 16384] [--repeats 3] [--threads 1] [--sequence-parallel 2]
 
 One step = forward, the official weighted loss (square reduction), backward and an AdamW step,
 on one packed row of whole synthetic samples up to the token budget (random delta per image, float32 positions, samples
@@ -11,6 +11,12 @@ the process's peak resident memory minus its resident memory just before the fir
 warm-up step. `--threads` sets torch's intra-op threads (default 1: on a shared 2-core machine,
 two OpenMP threads wait on each other at every op and the figures swing by 10x; on an idle
 machine pass --threads 2).
+
+`--sequence-parallel N` adds a row per length where N processes (torchrun, gloo) share the row
+with the Ulysses backend, exactly as `parallel.sequence_parallel_size: N` trains: every rank runs
+the vision tower on all tiles, the language model on its 1/N of the tokens, gradients are
+averaged over the group. Its `peak_step_mb` is the largest rank's; its speed uses N processes of
+`--threads` threads each, so compare it with a plain row run with N x threads.
 
 `data_s` is the data loader's work for that row (decode, tile, tokenise, random-delta positions,
 pack, collate); `loader_block_fraction` is the share of a step the training loop would wait for
@@ -102,6 +108,81 @@ def worker(length: int, checkpointing: bool, repeats: int, threads: int) -> dict
         "peak_step_mb": max(0.0, peak - rss_before),
         "parameters": sum(p.numel() for p in model.parameters()),
         "threads": threads,
+        "cores": threads,
+    }
+
+
+def sequence_parallel_worker(length: int, repeats: int, threads: int) -> dict | None:
+    """One rank of an N-process Ulysses group (launched by torchrun); rank 0 returns the row."""
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(threads)
+    dist.init_process_group("gloo")
+    from v2pe.train import load_recipe
+    from v2pe.train import sequence_parallel as spmod
+    from v2pe.train.deepspeed_config import skip_cpu_shm_comm_build
+    from v2pe.train.loss import weighted_cross_entropy
+    from v2pe.train.model_setup import build_model, build_processor
+
+    skip_cpu_shm_comm_build()
+    size = dist.get_world_size()
+    config = load_recipe("debug", {"model.drop_path_rate": 0.0})
+    torch.manual_seed(0)
+    model = build_model(config)
+    processor = build_processor(config, model)
+    batch = packed_row(length, processor)  # every rank of the group holds the same row
+    batch.pop("skipped")
+    sp = spmod.new_sequence_groups(size, "ulysses")
+    spmod.apply_sequence_parallel(model, sp)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+
+    def step():
+        sharded = spmod.prepare_batch(sp, dict(batch), processor.pad_token_id)
+        labels, weights = sharded.pop("shift_labels"), sharded.pop("shift_weights")
+        sharded.pop("sequence_ids")  # the language-model hook builds the attention layout
+        try:
+            logits = model(**sharded).logits
+        finally:
+            spmod.finish_batch(sp)
+        loss = weighted_cross_entropy(logits, labels, weights, sequence_group=sp.group, sequence_parallel_size=size)
+        loss.backward()
+        for parameter in model.parameters():  # what DDP / DeepSpeed do: average the group's gradients
+            if parameter.grad is not None:
+                dist.all_reduce(parameter.grad)
+                parameter.grad /= size
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    step()
+    rss_before = _rss_mb()
+    times = []
+    for _ in range(repeats):
+        dist.barrier()
+        start = time.perf_counter()
+        step()
+        dist.barrier()
+        times.append(time.perf_counter() - start)
+    peaks = [None] * size
+    dist.all_gather_object(peaks, max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before))
+    rank = dist.get_rank()
+    dist.destroy_process_group()
+    if rank:
+        return None
+    seconds = sorted(times)[len(times) // 2]
+    tokens = int(batch["input_ids"].shape[1])
+    return {
+        "budget": length,
+        "tokens": tokens,
+        "checkpointing": False,
+        "sequence_parallel": size,
+        "images": int((batch["input_ids"] == processor.image_start_id).sum()),
+        "step_s": seconds,
+        "tokens_per_s": tokens / seconds,
+        "peak_step_mb": max(peaks),
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "threads": threads,
+        "cores": threads * size,
     }
 
 
@@ -111,20 +192,33 @@ def _rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
-def run(lengths: list[int], repeats: int, threads: int) -> list[dict]:
+def run(lengths: list[int], repeats: int, threads: int, sequence_parallel: int = 0) -> list[dict]:
     rows = []
     for length in lengths:
         for checkpointing in (False, True):
-            command = [sys.executable, "-m", "benchmarks.train", "--worker", str(length), str(int(checkpointing)), "--repeats", str(repeats), "--threads", str(threads)]
-            done = subprocess.run(command, capture_output=True, text=True, check=True)
-            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+            rows.append(_run_row(["--worker", str(length), str(int(checkpointing))], repeats, threads))
+            rows[-1]["sequence_parallel"] = 1
             print(f"  {length} tokens, checkpointing={checkpointing}: {rows[-1]['tokens_per_s']:,.0f} tokens/s", file=sys.stderr)
-    by_key = {(r["budget"], r["checkpointing"]): r for r in rows}
+        if sequence_parallel > 1:
+            launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(sequence_parallel), "-m", "benchmarks.train"]
+            rows.append(_run_row(["--sp-worker", str(length)], repeats, threads, launcher))
+            print(f"  {length} tokens, sequence parallel {sequence_parallel}: {rows[-1]['tokens_per_s']:,.0f} tokens/s", file=sys.stderr)
+    by_key = {(r["budget"], r["checkpointing"], r["sequence_parallel"]): r for r in rows}
     for row in rows:
-        plain = by_key[(row["budget"], False)]
+        plain = by_key[(row["budget"], False, 1)]
         row["speed_vs_plain"] = row["tokens_per_s"] / plain["tokens_per_s"]
         row["memory_vs_plain"] = row["peak_step_mb"] / plain["peak_step_mb"] if plain["peak_step_mb"] else None
     return rows
+
+
+def _run_row(arguments: list[str], repeats: int, threads: int, launcher: list[str] | None = None) -> dict:
+    """One configuration in fresh processes, so that its peak memory is its own."""
+    command = [sys.executable, *(launcher or ["-m", "benchmarks.train"]), *arguments, "--repeats", str(repeats), "--threads", str(threads)]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "TOKENIZERS_PARALLELISM": "false"}
+    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    if done.returncode:
+        raise SystemExit(f"{' '.join(command)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return json.loads([line for line in done.stdout.splitlines() if line.startswith("{")][-1])
 
 
 def main() -> None:
@@ -132,16 +226,23 @@ def main() -> None:
     parser.add_argument("--lengths", type=int, nargs="+", default=[1024, 4096, 16384])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--sequence-parallel", type=int, default=0, metavar="N", help="add rows with N-process Ulysses sequence parallelism")
     parser.add_argument("--worker", nargs=2, metavar=("TOKENS", "CHECKPOINTING"), help=argparse.SUPPRESS)
+    parser.add_argument("--sp-worker", type=int, metavar="TOKENS", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(int(args.worker[0]), bool(int(args.worker[1])), args.repeats, args.threads)))
         return
-    rows = run(args.lengths, args.repeats, args.threads)
-    columns = ["budget", "tokens", "checkpointing", "images", "step_s", "tokens_per_s", "peak_step_mb", "speed_vs_plain",
+    if args.sp_worker:
+        row = sequence_parallel_worker(args.sp_worker, args.repeats, args.threads)
+        if row is not None:
+            print(json.dumps(row))
+        return
+    rows = run(args.lengths, args.repeats, args.threads, args.sequence_parallel)
+    columns = ["budget", "tokens", "checkpointing", "sequence_parallel", "cores", "images", "step_s", "tokens_per_s", "peak_step_mb", "speed_vs_plain",
                "memory_vs_plain", "data_s", "loader_block_fraction", "workers_to_hide"]
     print_table(rows, columns)
-    write_json("train", {"rows": rows, "repeats": args.repeats, "threads": args.threads, "model": "debug recipe", "parameters": rows[0]["parameters"]})
+    write_json("train", {"rows": rows, "repeats": args.repeats, "threads": args.threads, "sequence_parallel": args.sequence_parallel, "model": "debug recipe", "parameters": rows[0]["parameters"]})
 
 
 if __name__ == "__main__":

@@ -34,8 +34,13 @@ def test_demo_runs_every_arm_at_every_length(tmp_path):
     assert set(deltas["C: fixed small delta"].values()) == {config.fixed_delta}
     # 4x the training images do not fit the trained window at delta 1: automatic delta shrinks.
     assert deltas["B: V2PE (random delta, auto at test)"][1] == 1.0 and deltas["B: V2PE (random delta, auto at test)"][4] < 1.0
+    phases = ["pretrain (delta=1)", "fine-tune delta1", "fine-tune v2pe", "fine-tune fixed"]
+    assert list(result.final_loss) == phases and list(result.positions_reached) == phases
+    # delta=1 training reaches the window; random delta compresses the same samples
+    assert result.positions_reached["fine-tune v2pe"]["median"] < result.positions_reached["fine-tune delta1"]["median"]
     paths = write_report(result, tmp_path, "v2pe demo --quick")
-    assert "| A: delta=1 |" in paths["table"].read_text()
+    table = paths["table"].read_text()
+    assert "| A: delta=1 |" in table and "fine-tune v2pe" in table
     assert paths["plot"].stat().st_size > 10_000
     assert json.loads(paths["json"].read_text())["window"] == result.window
 
@@ -46,3 +51,13 @@ def test_demo_cli_help_lists_quick(capsys):
     except SystemExit:
         pass
     assert "--quick" in capsys.readouterr().out
+
+
+def test_vision_position_embeddings_start_like_a_vit():
+    from v2pe.demo.experiment import build_model
+
+    config = DemoConfig.quick()
+    embeddings = build_model(config).model.vision_tower.embeddings.position_embeddings
+    assert abs(embeddings.std().item() - config.vision_position_init_std) < 0.003
+    config.vision_position_init_std = 0.0
+    assert build_model(config).model.vision_tower.embeddings.position_embeddings.abs().max().item() == 0.0

@@ -14,7 +14,7 @@ import sys
 from v2pe.errors import V2PEError
 
 # Verb modules, in the order `v2pe --help` lists them.
-VERB_MODULES = ["demo", "chat", "convert", "positions", "data", "eval", "train"]
+VERB_MODULES = ["demo", "chat", "convert", "positions", "data", "eval", "train", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,13 +6,21 @@ at delta = 1 on 1-4 images, then fine-tunes for the same number of steps:
 | arm | fine-tuning | test positions |
 | --- | --- | --- |
 | A delta = 1 | delta = 1 | delta = 1 |
-| B V2PE | a random delta per image | automatic delta (largest that fits the trained window) |
+| B V2PE | a random delta per image | automatic delta: the largest in 1 .. 1/256 that fits the trained window |
 | C fixed small delta | delta = `fixed_delta` | delta = `fixed_delta` |
 | D delta = 1 at small delta | (arm A's model) | automatic delta |
+| E V2PE at the smallest delta | (arm B's model) | delta = 1/256 |
 
 Every arm is then asked about 1x to 16x as many images as it was trained on. Images pass through
 the real vision tower, projector and language model; positions come from `v2pe.positions`;
 answers are scored with the official MM-NIAH multiple-choice rule.
+
+What makes this a fair test at CPU scale (each measured; see the README's "What V2PE does"):
+64 visual tokens per image, so that automatic delta can fit 16x the images into the trained
+window; an answer that depends on where the white quadrant sits inside the needle image, so that reading
+the image's token order matters; vision position embeddings that start random instead of
+at zero (with zeros, only RoPE tells the model where a patch sits, and random-delta training
+stayed at chance); and random deltas drawn from 1 .. 1/32, the deltas the tests use.
 """
 
 from __future__ import annotations
@@ -28,24 +36,30 @@ from v2pe.demo.task import IMAGE_SIZE, PATCH_SIZE, demo_processor, encode_batch,
 from v2pe.eval.scorers import get_scorer
 from v2pe.model.modeling import V2PEInternVLForConditionalGeneration
 from v2pe.model.tiny import tiny_config
-from v2pe.positions import choose_delta, v2pe_position_ids
+from v2pe.positions import DEFAULT_DELTA_CHOICES, choose_delta, v2pe_position_ids
 
 
 @dataclass
 class DemoConfig:
-    pretrain_steps: int = 400
-    finetune_steps: int = 1000
+    pretrain_steps: int = 300
+    finetune_steps: int = 600
     batch_size: int = 16
     train_images: tuple[int, int] = (1, 4)
     length_multiples: tuple[int, ...] = (1, 2, 4, 8, 16)
     eval_samples: int = 48
-    delta_choices: tuple[float, ...] = tuple(1 / 2**k for k in range(9))  # the official 1 .. 1/256
+    # Training draws, and automatic delta's candidates: 1 .. 1/32, the deltas the 1x-16x tests use.
+    # With the official 1 .. 1/256 the V2PE arm stayed at chance within this CPU budget.
+    delta_choices: tuple[float, ...] = tuple(1 / 2**k for k in range(6))
     fixed_delta: float = 1 / 16
     pretrain_lr: float = 2e-3
     finetune_lr: float = 1e-3
     hidden: int = 128
     layers: int = 2
     rope_theta: float = 500.0
+    # The vision tower's position embeddings start random (truncated normal) rather than at
+    # transformers' zeros: a pretrained InternViT knows where each patch sits, and with zeros the
+    # only within-image position signal is RoPE's, which small deltas squeeze out.
+    vision_position_init_std: float = 0.1
     seed: int = 0
 
     @classmethod
@@ -65,6 +79,7 @@ ARMS = (
     Arm("B: V2PE (random delta, auto at test)", "v2pe", "auto"),
     Arm("C: fixed small delta", "fixed", "fixed"),
     Arm("D: delta=1 model at auto delta", "delta1", "auto"),
+    Arm("E: V2PE model at delta=1/256", "v2pe", min(DEFAULT_DELTA_CHOICES)),
 )
 
 
@@ -74,6 +89,9 @@ class DemoResult:
     window: int
     accuracy: dict[str, dict[int, float]] = field(default_factory=dict)
     deltas: dict[str, dict[int, float]] = field(default_factory=dict)
+    final_loss: dict[str, float] = field(default_factory=dict)  # mean of the last 20 steps of each training phase
+    # per training phase: the median, 99th percentile and largest of each sample's largest position
+    positions_reached: dict[str, dict[str, float]] = field(default_factory=dict)
     train_seconds: float = 0.0
     total_seconds: float = 0.0
 
@@ -85,16 +103,19 @@ def build_model(config: DemoConfig) -> V2PEInternVLForConditionalGeneration:
     model_config = tiny_config(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden=config.hidden, layers=config.layers,
                                heads=4, kv_heads=4, intermediate=2 * config.hidden, rope_theta=config.rope_theta)
     torch.manual_seed(config.seed)
-    return V2PEInternVLForConditionalGeneration._from_config(model_config, attn_implementation="sdpa")
+    model = V2PEInternVLForConditionalGeneration._from_config(model_config, attn_implementation="sdpa")
+    if config.vision_position_init_std:
+        torch.nn.init.trunc_normal_(model.model.vision_tower.embeddings.position_embeddings, std=config.vision_position_init_std)
+    return model
 
 
-def train(model, processor, config: DemoConfig, steps: int, lr: float, delta, seed: int, progress=None) -> list[float]:
-    """Steps of AdamW (one-cycle schedule) on fresh samples; returns the losses."""
+def train(model, processor, config: DemoConfig, steps: int, lr: float, delta, seed: int, progress=None) -> tuple[list[float], list[float]]:
+    """Steps of AdamW (one-cycle schedule) on fresh samples; returns the losses and each sample's largest position."""
     model.train()
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
-    losses = []
+    losses, reached = [], []
     for _ in range(steps):
         samples = [make_sample(rng.randint(*config.train_images), rng) for _ in range(config.batch_size)]
         batch = encode_batch(processor, samples)
@@ -109,9 +130,10 @@ def train(model, processor, config: DemoConfig, steps: int, lr: float, delta, se
         schedule.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(loss.item())
+        reached += positions.masked_fill(batch["attention_mask"] == 0, 0).amax(1).tolist()
         if progress is not None:
             progress(loss.item())
-    return losses
+    return losses, reached
 
 
 def trained_window(processor, config: DemoConfig) -> int:
@@ -133,7 +155,7 @@ def evaluate(model, processor, num_images: int, delta, window: int, config: Demo
         ids = batch["input_ids"]
         used = delta if delta != "auto" else choose_delta(ids, image_start_id=processor.image_start_id,
                                                           image_end_id=processor.image_end_id, window=window,
-                                                          max_new_tokens=1, choices=config.delta_choices)
+                                                          max_new_tokens=1, choices=DEFAULT_DELTA_CHOICES)
         positions = v2pe_position_ids(ids, image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=used)
         with torch.no_grad():
             logits = model(input_ids=ids, position_ids=positions, pixel_values=batch["pixel_values"], use_cache=False).logits
@@ -154,12 +176,14 @@ def run_demo(config: DemoConfig, progress_bar=None) -> DemoResult:
             progress_bar.update(1)
 
     base = build_model(config)
-    train(base, processor, config, config.pretrain_steps, config.pretrain_lr, 1.0, config.seed, tick)
+    losses, reached = train(base, processor, config, config.pretrain_steps, config.pretrain_lr, 1.0, config.seed, tick)
+    result.final_loss["pretrain (delta=1)"], result.positions_reached["pretrain (delta=1)"] = _tail_mean(losses), _spread(reached)
     finetune_deltas = {"delta1": 1.0, "v2pe": "random", "fixed": config.fixed_delta}
     models = {}
     for key, delta in finetune_deltas.items():
         models[key] = copy.deepcopy(base)
-        train(models[key], processor, config, config.finetune_steps, config.finetune_lr, delta, config.seed + 1, tick)
+        losses, reached = train(models[key], processor, config, config.finetune_steps, config.finetune_lr, delta, config.seed + 1, tick)
+        result.final_loss[f"fine-tune {key}"], result.positions_reached[f"fine-tune {key}"] = _tail_mean(losses), _spread(reached)
     result.train_seconds = time.perf_counter() - started
 
     max_images = config.train_images[1]
@@ -173,6 +197,16 @@ def run_demo(config: DemoConfig, progress_bar=None) -> DemoResult:
                 progress_bar.update(1)
     result.total_seconds = time.perf_counter() - started
     return result
+
+
+def _tail_mean(losses: list[float], last: int = 20) -> float:
+    tail = losses[-last:]
+    return sum(tail) / len(tail)
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    ordered = torch.tensor(values, dtype=torch.float64)
+    return {"median": float(ordered.quantile(0.5)), "p99": float(ordered.quantile(0.99)), "max": float(ordered.max())}
 
 
 def total_progress_steps(config: DemoConfig) -> int:

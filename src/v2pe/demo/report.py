@@ -25,12 +25,19 @@ def write_report(result: DemoResult, out_dir: str | Path, command: str) -> dict[
     text = "\n".join([
         "# V2PE demo: accuracy beyond the training length",
         "",
-        f"Task: find the one coloured image among N grey ones and name the quadrant of its dot (chance 25%). "
+        f"Task: find the one coloured image among N grey ones and name its white quadrant (chance 25%). "
         f"Trained on {config.train_images[0]}-{config.train_images[1]} images (window {result.window} positions); "
         f"1x = {config.train_images[1]} images. Pretraining {config.pretrain_steps} steps at delta=1, then "
         f"{config.finetune_steps} fine-tuning steps per arm; {config.eval_samples} test samples per cell.",
         "",
         markdown_table(result),
+        "",
+        "Training loss at the end of each phase (mean of the last 20 steps; the answer letter and the end token): "
+        + ", ".join(f"{phase} {loss:.3f}" for phase, loss in result.final_loss.items()) + ".",
+        "",
+        "Largest position per training sample (median / 99th percentile / max): "
+        + ", ".join(f"{phase} {r['median']:.0f} / {r['p99']:.0f} / {r['max']:.0f}" for phase, r in result.positions_reached.items())
+        + f". Automatic delta fills the window measured at delta=1 ({result.window}).",
         "",
         f"Training {result.train_seconds:.0f} s, total {result.total_seconds:.0f} s. Reproduce: `{command}`",
         "",
@@ -58,7 +65,7 @@ def plot(result: DemoResult, path: Path) -> None:
     axes.set_ylim(0, 105)
     axes.set_xlabel("context length (multiple of the training length)")
     axes.set_ylabel("accuracy (%)")
-    axes.set_title("Tiny InternVL-style model: needle quadrant accuracy vs length")
+    axes.set_title("Tiny InternVL-style model: needle accuracy vs context length")
     axes.legend(fontsize=8, loc="best")
     axes.grid(alpha=0.3)
     figure.tight_layout()

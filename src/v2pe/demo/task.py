@@ -1,15 +1,16 @@
 """The demo's task: find the one marked image among many and say where its mark sits.
 
 Each sample is K images and a question. K - 1 haystack images are plain grey; the needle image
-is coloured and carries a white dot in one of four quadrants. The answer is the quadrant's
-letter, scored with the official MM-NIAH multiple-choice rule (`mmniah_is_correct_int`).
+is coloured with one of its four quadrants painted white. The answer is that quadrant's letter,
+scored with the official MM-NIAH multiple-choice rule (`mmniah_is_correct_int`).
 
 Why this task: finding the needle is content matching (easy at any position), but the answer
-depends on *where in the image* the dot sits, i.e. on the order of the image's visual tokens.
+depends on *where in the image* the white quadrant sits, i.e. on the order of the image's visual
+tokens (or on the vision tower's position embeddings, which is what V2PE training learns to use).
 A model that learned to read that order at delta = 1 cannot read it when the image is squeezed
 into a fraction of a position, which is what tells V2PE training apart from just shrinking delta
 at test time. Images are 64 px with 4 px patches: 64 visual tokens each, so that V2PE can
-compress an image (66 tokens with its markers) to 3 positions and fit 16x the training length.
+compress an image (66 tokens with its markers) to a few positions and fit 16x the training length.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ TOKENS_PER_IMAGE = (IMAGE_SIZE // PATCH_SIZE) ** 2 // 4
 QUADRANTS = ("top left", "top right", "bottom left", "bottom right")
 NEEDLE_COLOURS = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230)]
 HAYSTACK_GREY = (128, 128, 128)
-QUESTION = "Where is the dot? A, B, C or D"
+QUESTION = "Which quarter is white? A, B, C or D"
 
 
 @dataclass
@@ -48,8 +49,8 @@ def demo_processor() -> Processor:
 def needle_image(colour: int, quadrant: int) -> Image.Image:
     image = Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), NEEDLE_COLOURS[colour])
     half = IMAGE_SIZE // 2
-    left, top, margin = (quadrant % 2) * half, (quadrant // 2) * half, half // 4
-    ImageDraw.Draw(image).ellipse([left + margin, top + margin, left + half - margin, top + half - margin], fill=(255, 255, 255))
+    left, top = (quadrant % 2) * half, (quadrant // 2) * half
+    ImageDraw.Draw(image).rectangle([left, top, left + half - 1, top + half - 1], fill=(255, 255, 255))
     return image
 
 
