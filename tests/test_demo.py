@@ -20,8 +20,11 @@ def test_task_samples_have_one_needle_and_answer_labels():
     assert int((ids == processor.image_context_id).sum()) == 5 * TOKENS_PER_IMAGE
     labelled = batch["labels"][0][batch["labels"][0] != -100]
     assert processor.tokenizer.decode(labelled[:1]) == "ABCD"[sample.answer]
-    colours = [img.getpixel((1, 1)) for img in sample.images]
-    assert sum(c != (128, 128, 128) for c in colours) == 1 and colours.index(next(c for c in colours if c != (128, 128, 128))) == sample.needle_index
+    centres = [(c, r) for r in (16, 48) for c in (16, 48)]  # quadrant centres, in A-D order
+    grey = [all(img.getpixel(xy) == (128, 128, 128) for xy in centres) for img in sample.images]
+    assert grey.count(False) == 1 and grey.index(False) == sample.needle_index
+    needle = sample.images[sample.needle_index]
+    assert [needle.getpixel(xy) == (255, 255, 255) for xy in centres] == [q == sample.answer for q in range(4)]
 
 
 def test_demo_runs_every_arm_at_every_length(tmp_path):
