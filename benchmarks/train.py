@@ -83,32 +83,15 @@ def worker(length: int, checkpointing: bool, repeats: int, threads: int) -> dict
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()  # warm-up: allocates the optimizer state
-    rss_before = _rss_mb()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    seconds = sorted(times)[len(times) // 2]
-    tokens = int(batch["input_ids"].shape[1])
+    seconds, peak_mb = _measure_steps(step, repeats)
     return {
-        "budget": length,
-        "tokens": tokens,
+        **_row(length, batch, processor, model, seconds, peak_mb, threads, sequence_parallel=1),
         "checkpointing": checkpointing,
-        "images": int((batch["input_ids"] == processor.image_start_id).sum()),
-        "step_s": seconds,
-        "tokens_per_s": tokens / seconds,
         "data_s": data_seconds,
         # With the recipe's num_workers=0 the step waits for the loader this share of the time;
         # `workers_to_hide` loader processes keep up with training.
         "loader_block_fraction": data_seconds / (data_seconds + seconds),
         "workers_to_hide": math.ceil(data_seconds / seconds),
-        "peak_step_mb": max(0.0, peak - rss_before),
-        "parameters": sum(p.numel() for p in model.parameters()),
-        "threads": threads,
-        "cores": threads,
     }
 
 
@@ -154,35 +137,45 @@ def sequence_parallel_worker(length: int, repeats: int, threads: int) -> dict | 
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
-    step()
-    rss_before = _rss_mb()
-    times = []
-    for _ in range(repeats):
-        dist.barrier()
-        start = time.perf_counter()
-        step()
-        dist.barrier()
-        times.append(time.perf_counter() - start)
+    seconds, peak_mb = _measure_steps(step, repeats, synchronise=dist.barrier)
     peaks = [None] * size
-    dist.all_gather_object(peaks, max(0.0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 - rss_before))
+    dist.all_gather_object(peaks, peak_mb)
     rank = dist.get_rank()
     dist.destroy_process_group()
     if rank:
         return None
-    seconds = sorted(times)[len(times) // 2]
+    return {**_row(length, batch, processor, model, seconds, max(peaks), threads, sequence_parallel=size), "checkpointing": False}
+
+
+def _measure_steps(step, repeats: int, synchronise=lambda: None) -> tuple[float, float]:
+    """Median seconds of `repeats` steps after a warm-up step (which allocates the optimizer
+    state), and the peak resident memory they added over what the process held before them."""
+    step()
+    rss_before = _rss_mb()
+    times = []
+    for _ in range(repeats):
+        synchronise()
+        start = time.perf_counter()
+        step()
+        synchronise()
+        times.append(time.perf_counter() - start)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return sorted(times)[len(times) // 2], max(0.0, peak - rss_before)
+
+
+def _row(length: int, batch: dict, processor, model, seconds: float, peak_mb: float, threads: int, sequence_parallel: int) -> dict:
     tokens = int(batch["input_ids"].shape[1])
     return {
         "budget": length,
         "tokens": tokens,
-        "checkpointing": False,
-        "sequence_parallel": size,
+        "sequence_parallel": sequence_parallel,
         "images": int((batch["input_ids"] == processor.image_start_id).sum()),
         "step_s": seconds,
         "tokens_per_s": tokens / seconds,
-        "peak_step_mb": max(peaks),
+        "peak_step_mb": peak_mb,
         "parameters": sum(p.numel() for p in model.parameters()),
         "threads": threads,
-        "cores": threads * size,
+        "cores": threads * sequence_parallel,
     }
 
 
@@ -197,7 +190,6 @@ def run(lengths: list[int], repeats: int, threads: int, sequence_parallel: int =
     for length in lengths:
         for checkpointing in (False, True):
             rows.append(_run_row(["--worker", str(length), str(int(checkpointing))], repeats, threads))
-            rows[-1]["sequence_parallel"] = 1
             print(f"  {length} tokens, checkpointing={checkpointing}: {rows[-1]['tokens_per_s']:,.0f} tokens/s", file=sys.stderr)
         if sequence_parallel > 1:
             launcher = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(sequence_parallel), "-m", "benchmarks.train"]
