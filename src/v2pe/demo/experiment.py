@@ -156,7 +156,7 @@ def evaluate(model, processor, num_images: int, delta, window: int, config: Demo
         ids = batch["input_ids"]
         used = delta if delta != "auto" else choose_delta(ids, image_start_id=processor.image_start_id,
                                                           image_end_id=processor.image_end_id, window=window,
-                                                          max_new_tokens=1, choices=DEFAULT_DELTA_CHOICES)
+                                                          max_new_tokens=1)  # the official 1 .. 1/256
         positions = v2pe_position_ids(ids, image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=used)
         with torch.no_grad():
             logits = model(input_ids=ids, position_ids=positions, pixel_values=batch["pixel_values"], use_cache=False).logits
