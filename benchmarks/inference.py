@@ -17,6 +17,7 @@ import torch
 
 from benchmarks.common import median_seconds, print_table, write_json
 from benchmarks.model_overhead import END, IMG, build_model, many_image_ids
+from v2pe.model.compat import cache_kwargs, output_cache
 from v2pe.positions import decode_position_ids, v2pe_position_ids
 
 
@@ -28,11 +29,11 @@ def prefill(model, embeds, positions):
 def decode_seconds(model, embeds, positions, new_tokens: int) -> float:
     """Greedy decoding of `new_tokens` tokens from a fresh prefill, KV cache on; prefill not timed."""
     out = prefill(model, embeds, positions)
-    cache, token, length = out.past_key_values, out.logits[:, -1:].argmax(-1), embeds.shape[1]
+    cache, token, length = output_cache(out), out.logits[:, -1:].argmax(-1), embeds.shape[1]
     start = time.perf_counter()
     with torch.inference_mode():
         for k in range(1, new_tokens + 1):
-            step = model(input_ids=token, past_key_values=cache, use_cache=True,
+            step = model(input_ids=token, **cache_kwargs(cache), use_cache=True,
                          position_ids=decode_position_ids(positions[:, -1], 1, start_step=k),
                          attention_mask=torch.ones(1, length + k, dtype=torch.long))
             token = step.logits[:, -1:].argmax(-1)
@@ -63,7 +64,7 @@ def run(lengths: list[int], new_tokens: int, hidden: int, layers: int, repeats: 
             row[f"{name}_decode_tok_s"] = new_tokens / t_decode
             row[f"{name}_max_position"] = float(positions.max())
         row["prefill_ratio"] = row["v2pe_prefill_tok_s"] / row["ordinary_prefill_tok_s"]
-        row["kv_bytes_per_token"] = kv_bytes_per_token(prefill(model, embeds, arms["v2pe"]).past_key_values, length)
+        row["kv_bytes_per_token"] = kv_bytes_per_token(output_cache(prefill(model, embeds, arms["v2pe"])), length)
         rows.append(row)
     return rows
 

@@ -43,5 +43,24 @@ def test_chat_reports_an_unreadable_image_in_one_line(checkpoint, tmp_path, caps
 
 def test_chat_reports_a_window_too_small(checkpoint, capsys):
     folder, image = checkpoint
-    assert main(["chat", "--model", str(folder), "--image", str(image), "--window", "8", "hi"]) == 2
+    assert main(["chat", "--model", str(folder), "--image", str(image), "--delta", "auto", "--window", "8", "hi"]) == 2
     assert "beyond the window of 8" in capsys.readouterr().err
+
+
+def test_chat_warns_when_the_checkpoint_delta_runs_past_the_window(checkpoint, capsys):
+    folder, image = checkpoint
+    assert main(["chat", "--model", str(folder), "--image", str(image), "--window", "8", "--max-new-tokens", "2", "hi"]) == 0
+    err = capsys.readouterr().err
+    assert "beyond the trained window of 8 positions" in err
+    assert "[delta 1, the checkpoint's]" in err
+
+
+def test_interactive_chat_keeps_the_conversation_across_turns(checkpoint, monkeypatch, capsys):
+    import io
+
+    folder, image = checkpoint
+    monkeypatch.setattr("sys.stdin", io.StringIO("What colour?\nAnd the shape?\n\n"))
+    assert main(["chat", "--model", str(folder), "--image", str(image), "--interactive", "--max-new-tokens", "3"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.count("\n") == 2  # two answers, one line each
+    assert "error" not in captured.err

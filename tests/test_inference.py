@@ -43,7 +43,7 @@ def test_auto_delta_is_the_largest_that_fits(chat, images):
     full = chat.prepare([conversation], [images], max_new_tokens=6)
     length = full["input_ids"].shape[1]
     assert full["delta"] == 1.0  # the default window (32768) holds everything
-    narrow = Chat(chat.model, chat.processor, window=length - 20, max_new_tokens=6)
+    narrow = Chat(chat.model, chat.processor, delta="auto", window=length - 20, max_new_tokens=6)
     inputs = narrow.prepare([conversation], [images], max_new_tokens=6)
     # 3 images x 3 tiles x 4 tokens = 36 visual tokens; halving them frees 18 positions: not enough
     # for a window 20 shorter than the sequence plus 6 new tokens, so delta drops to 1/4.
@@ -53,7 +53,7 @@ def test_auto_delta_is_the_largest_that_fits(chat, images):
 
 def test_window_too_small_fails_before_any_compute(chat, images, monkeypatch):
     monkeypatch.setattr(chat.model, "generate", lambda *a, **k: pytest.fail("generate must not run"))
-    tiny_window = Chat(chat.model, chat.processor, window=10)
+    tiny_window = Chat(chat.model, chat.processor, delta="auto", window=10)
     with pytest.raises(PositionError, match="beyond the window of 10"):
         tiny_window.ask("<image> hi", images=images[:1], history=[])
 
@@ -89,3 +89,32 @@ def test_fixed_delta_is_used(chat, images):
     assert inputs["delta"] == 0.5
     steps = torch.diff(inputs["position_ids"][0])
     assert (steps == 0.5).sum() == 12  # <img> to each of the 12 visual tokens: 12 steps of delta
+
+
+def test_prompt_text_is_used_as_given_like_official_chat(chat, images):
+    # Official chat() (reference-spec 3.6/3.7): no history + an image + no <image> in the question ->
+    # '<image>\n' + question, otherwise untouched; MPT: role + message + '<|im_end|>', no newline after it.
+    from v2pe.processing.templates import INTERNLM2_SYSTEM_MESSAGE
+
+    question = "  What colour is it?\n"
+    conversation = chat._conversation(question, [], images[:1])
+    assert conversation == [{"from": "human", "value": "<image>\n  What colour is it?\n"}]
+    inputs = chat.prepare([conversation], [images[:1]], max_new_tokens=2)
+    image = "<img>" + "<IMG_CONTEXT>" * 12 + "</img>"  # 2 tiles + thumbnail, 4 tokens each
+    expected = (
+        f"<|im_start|>system\n{INTERNLM2_SYSTEM_MESSAGE}<|im_end|>"
+        f"<|im_start|>user\n{image}\n  What colour is it?\n<|im_end|><|im_start|>assistant\n"
+    )
+    assert inputs["input_ids"][0].tolist() == chat.processor.tokenizer(expected)["input_ids"]
+
+
+def test_history_is_stored_as_official_chat_stores_it(chat, images):
+    # Official: history.append((question, response)) with the question as sent (placeholder
+    # included) and the response split at '<|im_end|>' and stripped.
+    answer = chat.ask(" Colour?\n", images=images[:1], history=[])
+    assert chat.history == [{"from": "human", "value": "<image>\n Colour?\n"}, {"from": "gpt", "value": answer}]
+    assert answer == answer.strip()
+    follow_up = chat._conversation("\nSure? ", None, images[:1])
+    assert follow_up[-1] == {"from": "human", "value": "\nSure? "} and follow_up[:2] == chat.history
+    text = chat.processor.tokenizer.decode(chat.prepare([follow_up], [images[:1]], max_new_tokens=2)["input_ids"][0].tolist())
+    assert text.count("<img>") == 1 and text.endswith(f"{answer}<|im_end|><|im_start|>user\n\nSure? <|im_end|><|im_start|>assistant\n")

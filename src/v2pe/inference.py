@@ -1,18 +1,28 @@
 """Chat with a V2PE model: multi-image prompts, automatic delta, streaming, batches, history.
 
-    chat = Chat(model, processor)                       # delta="auto" by default
+    chat = Chat(model, processor)                       # the checkpoint's delta; delta="auto" to fit the window
     answer = chat.ask("What differs between the images?", images=["a.png", "b.png"])
     for piece in chat.stream("And the third?", images=[...], history=chat.history): print(piece, end="")
 
-Automatic delta picks the largest delta in {1, 1/2, ..., 1/256} that keeps the prompt plus
+By default the answers use the checkpoint's own delta (`config.v2pe.delta`: for an official
+V2PE checkpoint `rope_pos_id_stride / 256`, as the official evaluation does; 1 otherwise).
+Automatic delta (`delta="auto"`) picks the largest delta in {1, 1/2, ..., 1/256} that keeps the prompt plus
 `max_new_tokens` inside the model's trained window (`config.v2pe.trained_window`, else the
 language model's `max_position_embeddings`, or `window=`). Every check (images readable,
 placeholders matching, window) runs before any model compute.
+
+Prompt text follows the official `chat()` (reference-spec 3.6): the question and the history
+turns are used exactly as given (no stripping; training samples are stripped, prompts are not,
+see `v2pe.processing.templates`). A first question (no history) with one image and no
+`<image>` becomes `<image>\\n` + question, and is stored that way in `history`, next to the
+stripped answer, as the official history keeps them. Strip the question yourself for prompts
+worded exactly like the stripped training text.
 """
 
 from __future__ import annotations
 
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -20,7 +30,7 @@ import torch
 
 from v2pe.errors import ConfigError
 from v2pe.positions import choose_delta
-from v2pe.processing.processor import collate
+from v2pe.processing.processor import IMAGE_PLACEHOLDER, collate
 
 Delta = float | str
 
@@ -39,15 +49,17 @@ class Chat:
 
     model: torch.nn.Module
     processor: object
-    delta: Delta = "auto"
+    delta: Delta = "model"
     window: int | None = None
     max_new_tokens: int = 512
     history: list[dict] = field(default_factory=list)
+    last_delta: float | None = field(default=None, init=False)
 
     def ask(self, question: str, images: Sequence = (), history: Sequence[dict] | None = None, **generate_kwargs) -> str:
         """One answer; the exchange is appended to `self.history` (pass history=[] to start fresh)."""
-        conversation = self._conversation(question, history)
-        reply = self.generate([conversation], [list(images)], **generate_kwargs)[0]
+        images = list(images)
+        conversation = self._conversation(question, history, images)
+        reply = self.generate([conversation], [images], **generate_kwargs)[0]
         self.history = conversation + [{"from": "gpt", "value": reply.text}]
         return reply.text
 
@@ -55,10 +67,11 @@ class Chat:
         """Yield the answer as it is generated."""
         from transformers import TextIteratorStreamer
 
-        conversation = self._conversation(question, history)
+        images = list(images)
+        conversation = self._conversation(question, history, images)
         streamer = TextIteratorStreamer(self.processor.tokenizer, skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
-        inputs = self.prepare([conversation], [list(images)], generate_kwargs.pop("max_new_tokens", self.max_new_tokens))
+        inputs = self.prepare([conversation], [images], generate_kwargs.pop("max_new_tokens", self.max_new_tokens))
 
         def run():
             try:
@@ -85,9 +98,9 @@ class Chat:
         new = output[:, inputs["input_ids"].shape[1]:]
         texts = self.processor.tokenizer.batch_decode(new, skip_special_tokens=True)
         lengths = inputs["attention_mask"].sum(1).tolist()
-        stop = self._stop_token_id()
+        stop = torch.tensor(self.stop_token_ids())
         return [
-            Reply(text.strip(), inputs["delta"], prompt, int(((row != stop) & (row != self._pad_id())).sum()))
+            Reply(text.strip(), inputs["delta"], prompt, int((~torch.isin(row, stop) & (row != self._pad_id())).sum()))
             for text, prompt, row in zip(texts, lengths, new)
         ]
 
@@ -96,10 +109,15 @@ class Chat:
         samples = [self.processor.encode(c, i) for c, i in zip(conversations, images, strict=True)]
         batch = _left_pad(collate(samples, pad_token_id=self._pad_id()))
         delta = self.resolve_delta(batch["input_ids"], batch["attention_mask"], max_new_tokens)
+        self.last_delta = delta
         batch["position_ids"] = self.processor.position_ids(batch["input_ids"], batch["attention_mask"], delta)
+        self._warn_past_window(batch["position_ids"], max_new_tokens, delta)
         return {**batch, "delta": delta, "max_new_tokens": max_new_tokens}
 
     def resolve_delta(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> float:
+        """The delta of the next answer: a number as given, the checkpoint's ("model"), or "auto"."""
+        if self.delta == "model":
+            return self.model_delta()
         if self.delta != "auto":
             return float(self.delta)
         return choose_delta(
@@ -110,6 +128,31 @@ class Chat:
             window=self.trained_window(),
             max_new_tokens=max_new_tokens,
         )
+
+    def _warn_past_window(self, positions: torch.Tensor, max_new_tokens: int, delta: float) -> None:
+        """A chosen delta may put the prompt past the trained window: say so (auto never does)."""
+        if self.delta == "auto" or not positions.numel():
+            return
+        reach, window = int(positions.max().ceil()) + max_new_tokens, self.trained_window()
+        if reach > window:
+            warnings.warn(f"at delta {delta:g} the prompt and {max_new_tokens} new tokens reach position {reach}, beyond the "
+                          f"trained window of {window} positions: answers may degrade (delta 'auto' fits the window)", stacklevel=3)
+
+    def model_delta(self) -> float:
+        """The checkpoint's own delta (an official V2PE config's rope_pos_id_stride / 256; 1 otherwise)."""
+        settings = getattr(self.model, "v2pe", None)
+        return float(settings.delta) if settings is not None else 1.0
+
+    def delta_source(self) -> str:
+        """Where the delta of the answers comes from, in words (for the CLI)."""
+        if self.delta == "auto":
+            return f"auto: the largest that fits the trained window of {self.trained_window()} positions"
+        if self.delta != "model":
+            return "given"
+        settings = getattr(self.model, "v2pe", None)
+        if settings is not None and settings.rope_pos_id_version != "default" and settings.rope_pos_id_stride:
+            return f"the checkpoint's: rope_pos_id_version {settings.rope_pos_id_version}, rope_pos_id_stride {settings.rope_pos_id_stride:g}"
+        return "the checkpoint's"
 
     def trained_window(self) -> int:
         if self.window is not None:
@@ -122,7 +165,7 @@ class Chat:
     def _generate(self, inputs: dict, **generate_kwargs) -> torch.Tensor:
         device = self.model.device
         pixel_values = inputs["pixel_values"].to(device=device, dtype=self.model.dtype)
-        settings = {"do_sample": False, "eos_token_id": self._stop_token_id(), "pad_token_id": self._pad_id(), **generate_kwargs}
+        settings = {"do_sample": False, "eos_token_id": self.stop_token_ids(), "pad_token_id": self._pad_id(), **generate_kwargs}
         with torch.inference_mode():
             return self.model.generate(
                 input_ids=inputs["input_ids"].to(device),
@@ -133,18 +176,30 @@ class Chat:
                 **settings,
             )
 
-    def _conversation(self, question: str, history: Sequence[dict] | None) -> list[dict]:
-        previous = self.history if history is None else list(history)
-        return list(previous) + [{"from": "human", "value": question}]
+    def _conversation(self, question: str, history: Sequence[dict] | None, images: Sequence = ()) -> list[dict]:
+        """History + the question as the official `chat()` builds them: text as given; with no
+        history, one image and no `<image>` in the question, `<image>\\n` + question."""
+        previous = list(self.history if history is None else history)
+        if not previous and len(images) == 1 and IMAGE_PLACEHOLDER not in question:
+            question = f"{IMAGE_PLACEHOLDER}\n{question}"
+        return previous + [{"from": "human", "value": question}]
 
-    def _stop_token_id(self) -> int:
+    def stop_token_ids(self) -> list[int]:
+        """`<|im_end|>` (the official chat() stops there) and the checkpoint's generation_config eos ids."""
         tokenizer = self.processor.tokenizer
-        token_id = tokenizer.convert_tokens_to_ids("<|im_end|>")
-        if token_id is None or token_id == tokenizer.unk_token_id:
-            token_id = tokenizer.eos_token_id
-        if token_id is None:
+        ids = []
+        im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+        if im_end is not None and im_end != tokenizer.unk_token_id:
+            ids.append(im_end)
+        configured = getattr(getattr(self.model, "generation_config", None), "eos_token_id", None)
+        for token_id in [configured] if isinstance(configured, int) else (configured or []):
+            if token_id not in ids:
+                ids.append(token_id)
+        if not ids and tokenizer.eos_token_id is not None:
+            ids.append(tokenizer.eos_token_id)
+        if not ids:
             raise ConfigError("the tokenizer has neither <|im_end|> nor an EOS token to stop generation")
-        return token_id
+        return ids
 
     def _pad_id(self) -> int:
         return self.processor.pad_token_id

@@ -191,6 +191,28 @@ def _as_batch(tensor: torch.Tensor, name: str) -> torch.Tensor:
     return tensor
 
 
+#: What a user may ask for at inference: the checkpoint's own delta, the largest that fits the
+#: trained window, or a number (a fraction such as 1/16 is accepted).
+INFERENCE_DELTA_WORDS = ("model", "auto")
+
+
+def parse_delta(text: str | float, name: str = "--delta") -> float | str:
+    """'model', 'auto' or a number in (0, 1] ('0.25' or '1/4'), with one clear error otherwise."""
+    if isinstance(text, str) and text.strip() in INFERENCE_DELTA_WORDS:
+        return text.strip()
+    try:
+        if isinstance(text, str) and "/" in text:
+            numerator, denominator = text.split("/", 1)
+            value = float(numerator) / float(denominator)
+        else:
+            value = float(text)
+    except (ValueError, ZeroDivisionError):
+        raise PositionError(f"{name} must be 'model', 'auto' or a number in (0, 1], got {text!r}") from None
+    if not 0 < value <= 1:
+        raise PositionError(f"{name} must be in (0, 1], got {value}")
+    return value
+
+
 def _check_delta_range(values: torch.Tensor, name: str) -> None:
     bad = values[(values <= 0) | (values > 1) | values.isnan()]
     if bad.numel():

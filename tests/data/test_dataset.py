@@ -162,3 +162,55 @@ def test_bad_delta_is_a_config_error(meta, processor):
         SupervisedDataset(meta, processor, delta="rnd")
     with pytest.raises(PositionError):
         SupervisedDataset(meta, processor, delta=2.0)
+
+
+# --- conversation text as the official training code prepares it ------------------------------
+
+
+def _one_sample_meta(tmp_path, synthetic_dir, record):
+    annotation = write_lines(tmp_path / "one.jsonl", [record])
+    return write_meta(tmp_path / "meta.json", {"one": {"root": str(synthetic_dir), "annotation": str(annotation)}}), annotation
+
+
+def test_image_only_in_a_later_human_turn_is_refused_naming_the_sample(tmp_path, synthetic_dir, processor):
+    # Official training (one image): '<image>\n' goes before the FIRST human turn whenever that turn
+    # has none, even if a later turn has one; that sample would have 2 placeholders for 1 image.
+    record = {**_records(synthetic_dir)[0], "id": "late-7", "conversations": [
+        {"from": "human", "value": "Look at this."},
+        {"from": "gpt", "value": "Ok."},
+        {"from": "human", "value": "<image>\nHow many objects are drawn?"},
+        {"from": "gpt", "value": "3"},
+    ]}
+    meta, annotation = _one_sample_meta(tmp_path, synthetic_dir, record)
+    dataset = SupervisedDataset(meta, processor)
+    for load in (lambda: dataset[0], lambda: dataset.measure(0)):
+        with pytest.raises(Exception) as error:
+            load()
+        assert error.value.reason == "image_count_mismatch"
+        assert f"{annotation}:1 (id late-7), field 'conversations'" in str(error.value)
+        assert "first human turn" in str(error.value)
+    skipping = SupervisedDataset(meta, processor, skip_bad=True)
+    assert skipping.load(0) is None and skipping.measure(0) is None
+    assert skipping.report.counts == {"image_count_mismatch": 2}
+
+
+def test_training_text_is_prepended_then_stripped_even_when_it_ends_with_a_question(tmp_path, synthetic_dir, processor):
+    record = {**_records(synthetic_dir)[0], "conversations": [
+        {"from": "human", "value": "  How many objects are drawn?\n"},
+        {"from": "gpt", "value": " 3\n"},
+        {"from": "human", "value": " And colours? "},
+    ]}
+    meta, _ = _one_sample_meta(tmp_path, synthetic_dir, record)
+    dataset = SupervisedDataset(meta, processor, delta=1.0)
+    item = dataset[0]
+    stripped = [
+        {"from": "human", "value": "<image>\n  How many objects are drawn?"},
+        {"from": "gpt", "value": "3"},
+        {"from": "human", "value": "And colours?"},
+    ]
+    expected = processor.process_sample(stripped, [synthetic_dir / record["image"]], delta=1.0)
+    assert torch.equal(item["input_ids"], expected["input_ids"]) and torch.equal(item["labels"], expected["labels"])
+    assert dataset.measure(0) == len(item["input_ids"])
+    text = processor.tokenizer.decode(item["input_ids"].tolist())
+    assert "<|im_start|>user\n<img>" in text and "</img>\n  How many objects are drawn?<|im_end|>" in text
+    assert "<|im_start|>assistant\n3<|im_end|><|im_start|>user\nAnd colours?<|im_end|>" in text

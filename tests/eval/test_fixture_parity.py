@@ -12,13 +12,11 @@ import pytest
 
 from tests.conftest import shared_dir
 from v2pe.eval.scorers import get_scorer
-from v2pe.eval.scorers.longvqa_rectify import NORMALIZED_TASKS, rectify
-from v2pe.eval.scorers.wordnet import find_wordnet_dir
+from v2pe.eval.scorers.longvqa_rectify import rectify
 
 pytestmark = pytest.mark.filterwarnings("ignore:NLTK 'words' corpus not found")
 
 FIXTURE = shared_dir() / "fixtures" / "scorers" / "items.jsonl"
-NO_WORDNET = "WordNet 3.0 data absent (apt-get install wordnet-base, or set V2PE_WORDNET_DIR)"
 
 
 def _cases() -> list:
@@ -27,11 +25,9 @@ def _cases() -> list:
         return [pytest.param(None, marks=pytest.mark.skip(reason=reason), id="fixture-absent")]
     cases = []
     for number, line in enumerate(FIXTURE.read_text(encoding="utf-8").splitlines(), start=1):
-        case = json.loads(line)
-        needs_wordnet = case["extra"].get("task") in NORMALIZED_TASKS
-        marks = [pytest.mark.skipif(needs_wordnet and find_wordnet_dir() is None, reason=NO_WORDNET)]
+        case = json.loads(line)  # Long-VQA cases need WordNet: packaged, so always available
         source = case["source"].split(":", 1)[0]
-        cases.append(pytest.param(case, marks=marks, id=f"L{number}-{case['scorer']}-{source}"))
+        cases.append(pytest.param(case, id=f"L{number}-{case['scorer']}-{source}"))
     return cases
 
 

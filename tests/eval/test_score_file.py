@@ -97,11 +97,12 @@ def test_missing_wordnet_data_is_a_config_error_not_a_zero_score(tmp_path, monke
     from v2pe.eval.scorers import wordnet
 
     monkeypatch.setattr(wordnet, "find_wordnet_dir", lambda: None)
+    monkeypatch.setattr(wordnet, "PACKAGED_NOUNS", tmp_path / "wordnet3_nouns.txt.gz")  # the packaged copy lost
     wordnet.default_noun_lemmatizer.cache_clear()
     try:
         line = {"scorer": "relaxed_accuracy_longvqa", "prediction": "5 apples", "answer": "5",
                 "extra": {"task": "chartqa"}}
-        with pytest.raises(ConfigError, match="wordnet-base"):
+        with pytest.raises(ConfigError, match="wordnet3_nouns.txt.gz is missing"):
             score_file(write_jsonl(tmp_path / "in.jsonl", [line]))
     finally:
         wordnet.default_noun_lemmatizer.cache_clear()

@@ -219,3 +219,80 @@ def test_from_pretrained_without_tokenizer(tmp_path):
 def test_bad_settings(tokenizer, kwargs, message):
     with pytest.raises(ConfigError, match=message):
         Processor(tokenizer, **kwargs)
+
+
+# --- prompt text (official chat()) vs training text (official preprocessing) -------------------
+
+
+def test_prompt_question_is_kept_as_given_with_image_prepended(small_processor, piece_ids, solid_image):
+    # Official chat(): no history, an image, no <image> in the question -> '<image>\n' + question,
+    # the question otherwise untouched (reference-spec 3.6).
+    sample = small_processor.encode("  What is it?\n", [solid_image(100, 100)])
+    expected = [1] + piece_ids(*SYSTEM_PREFIX, "<|im_start|>", "user\n", ("img", 4), "\n  What is it?\n", "<|im_end|>", "<|im_start|>", "assistant\n")
+    assert sample["input_ids"].tolist() == expected
+
+
+def test_prompt_history_is_kept_as_given(small_processor, piece_ids, solid_image):
+    conversation = [
+        {"from": "human", "value": "<image>\n Q1 \n"},
+        {"from": "gpt", "value": "A1"},
+        {"from": "human", "value": "\nQ2 "},
+    ]
+    sample = small_processor.encode(conversation, [solid_image(100, 100)])
+    expected = [1] + piece_ids(*SYSTEM_PREFIX, "<|im_start|>", "user\n", ("img", 4), "\n Q1 \n", "<|im_end|>",
+                               "<|im_start|>", "assistant\n", "A1", "<|im_end|>", "<|im_start|>", "user\n", "\nQ2 ", "<|im_end|>",
+                               "<|im_start|>", "assistant\n")
+    assert sample["input_ids"].tolist() == expected
+
+
+def test_training_sample_is_stripped_after_the_placeholder_is_prepended(small_processor, piece_ids, solid_image):
+    # Official training: '<image>\n' + value, then strip: the leading spaces of the value survive.
+    sample = small_processor.encode([{"from": "human", "value": "  What?\n"}, {"from": "gpt", "value": " Red. \n"}], [solid_image(100, 100)])
+    expected = [1] + piece_ids(*SYSTEM_PREFIX, "<|im_start|>", "user\n", ("img", 4), "\n  What?", "<|im_end|>",
+                               "<|im_start|>", "assistant\n", "Red.", "<|im_end|>")
+    assert sample["input_ids"].tolist() == expected
+    labels = sample["labels"][sample["labels"] != -100].tolist()
+    assert labels == piece_ids("Red.", "<|im_end|>")
+
+
+LATER_TURN_IMAGE = [
+    {"from": "human", "value": "Describe."},
+    {"from": "gpt", "value": "Nothing yet."},
+    {"from": "human", "value": "<image> And now?"},
+    {"from": "gpt", "value": "A square."},
+]
+
+
+def test_training_placeholder_rule_looks_only_at_the_first_human_turn():
+    from v2pe.processing.processor import add_missing_image_placeholder
+
+    prepared = add_missing_image_placeholder(LATER_TURN_IMAGE, 1)
+    assert [t["value"] for t in prepared] == ["<image>\nDescribe.", "Nothing yet.", "<image> And now?", "A square."]
+    assert LATER_TURN_IMAGE[0]["value"] == "Describe."  # a copy
+    # Multi-image samples never get one (official multi-image path); a prompt only when no turn has one.
+    assert add_missing_image_placeholder([{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}], 2)[0]["value"] == "q"
+    assert add_missing_image_placeholder(LATER_TURN_IMAGE[:3], 1)[0]["value"] == "Describe."
+    assert add_missing_image_placeholder(LATER_TURN_IMAGE[:3], 1, training=True)[0]["value"] == "<image>\nDescribe."
+    assert add_missing_image_placeholder(LATER_TURN_IMAGE, 1, training=False)[0]["value"] == "Describe."
+
+
+def test_one_image_training_sample_with_image_only_in_a_later_turn_is_refused(small_processor, solid_image):
+    # The official code would put the image at the start of turn 1 and keep the later <image> as text.
+    with pytest.raises(DataError, match=r"sample s3: 2 `<image>` placeholders but 1 images \(if the first human turn had no `<image>`"):
+        small_processor.encode(LATER_TURN_IMAGE, [solid_image(10, 10)], sample_id="s3")
+
+
+def test_prompt_with_image_in_the_question_after_history(small_processor, piece_ids, solid_image):
+    # Official chat() with history adds no placeholder: the image stays where the question puts it.
+    sample = small_processor.encode(LATER_TURN_IMAGE[:3], [solid_image(10, 10)])
+    expected = [1] + piece_ids(*SYSTEM_PREFIX, "<|im_start|>", "user\n", "Describe.", "<|im_end|>", "<|im_start|>", "assistant\n",
+                               "Nothing yet.", "<|im_end|>", "<|im_start|>", "user\n", ("img", 4), " And now?", "<|im_end|>",
+                               "<|im_start|>", "assistant\n")
+    assert sample["input_ids"].tolist() == expected
+
+
+def test_expand_image_placeholders_checks_the_count():
+    from v2pe.processing import Segment, expand_image_placeholders
+
+    with pytest.raises(DataError, match="2 `<image>` placeholders but 1 images"):
+        expand_image_placeholders([Segment("<image><image>", False)], ["<img></img>"])

@@ -115,3 +115,57 @@ def test_malformed_conversations(conversation, message):
 def test_error_names_sample():
     with pytest.raises(DataError, match="sample s7"):
         parse_conversation([{"from": "gpt", "value": "x"}], sample_id="s7")
+
+
+# --- whitespace: official chat() keeps prompt text as given, official training strips ---------
+
+# Official internlm2-chat rules (reference-spec 3.7): system_prompt + sep, then role + message + sep
+# per message, role only for the empty generation turn; roles '<|im_start|>user\n' /
+# '<|im_start|>assistant\n', sep '<|im_end|>'. chat() (3.6) appends the history turns and the
+# question to the template as they are; preprocess_internlm (4.4) strips every value first.
+CHAT_WITH_HISTORY = [
+    {"from": "human", "value": "<image>\n  What is it? \n"},
+    {"from": "gpt", "value": "A cat."},
+    {"from": "human", "value": " \nColour?\n\n"},
+]
+
+
+def test_prompt_keeps_question_and_history_text_as_given():
+    system, turns = parse_conversation(CHAT_WITH_HISTORY)
+    assert _text(render("internlm2-chat", turns, system)) == (
+        f"<|im_start|>system\n{SYS}<|im_end|>"
+        "<|im_start|>user\n<image>\n  What is it? \n<|im_end|>"
+        "<|im_start|>assistant\nA cat.<|im_end|>"
+        "<|im_start|>user\n \nColour?\n\n<|im_end|>"
+        "<|im_start|>assistant\n"
+    )
+
+
+def test_prompt_system_turn_is_kept_as_given():
+    system, turns = parse_conversation([{"from": "system", "value": " Be brief.\n"}, {"from": "human", "value": "Hi "}])
+    assert _text(render("internlm2-chat", turns, system)) == "<|im_start|>system\n Be brief.\n<|im_end|><|im_start|>user\nHi <|im_end|><|im_start|>assistant\n"
+
+
+def test_training_sample_text_is_stripped():
+    sample = [{"from": "human", "value": "<image>\n  What is it? \n"}, {"from": "gpt", "value": " \nA cat.\n"}]
+    system, turns = parse_conversation(sample)
+    segments = render("internlm2-chat", turns, system)
+    assert _text(segments) == (
+        f"<|im_start|>system\n{SYS}<|im_end|>"
+        "<|im_start|>user\n<image>\n  What is it?<|im_end|>"
+        "<|im_start|>assistant\nA cat.<|im_end|>"
+    )
+    assert [s.text for s in segments if s.is_answer] == ["A cat.<|im_end|>"]
+
+
+def test_strip_can_be_forced_either_way():
+    _, kept = parse_conversation([{"from": "human", "value": " Q\n"}, {"from": "gpt", "value": " A\n"}], strip=False)
+    assert [t.text for t in kept] == [" Q\n", " A\n"]
+    _, stripped = parse_conversation(CHAT_WITH_HISTORY, strip=True)
+    assert [t.text for t in stripped] == ["<image>\n  What is it?", "A cat.", "Colour?"]
+
+
+def test_whitespace_only_prompt_is_a_message_not_an_empty_turn():
+    # MPT renders role + message + sep for any non-empty message, whitespace included.
+    _, turns = parse_conversation([{"from": "human", "value": " "}])
+    assert _text(render("internlm2-chat", turns)).endswith("<|im_start|>user\n <|im_end|><|im_start|>assistant\n")

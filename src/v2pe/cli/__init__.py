@@ -10,8 +10,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 from v2pe.errors import V2PEError
+
+# Modules that only an optional extra installs, and that extra.
+EXTRA_OF_MODULE = {
+    "editdistance": "eval", "rouge": "eval", "accelerate": "train", "tensorboard": "train",
+    "deepspeed": "deepspeed", "flash_attn": "ring", "ring_flash_attn": "ring", "lmms_eval": "lmms",
+}
 
 # Verb modules, in the order `v2pe --help` lists them.
 VERB_MODULES = ["demo", "chat", "convert", "positions", "data", "eval", "train", "bench"]
@@ -33,15 +40,29 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or 0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("default")
+            warnings.showwarning = _print_warning
+            return int(args.handler(args) or 0)
     except (V2PEError, FileNotFoundError) as error:
         # User errors: one clear line, no traceback.
         print(f"v2pe {args.verb}: error: {error}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as error:
+        extra = EXTRA_OF_MODULE.get((error.name or "").split(".")[0])
+        if extra is None:
+            raise
+        print(f"v2pe {args.verb}: error: this needs the '{extra}' extra ({error}): pip install 'v2pe[{extra}]'", file=sys.stderr)
         return 2
     except BrokenPipeError:
         # Output piped into `head` and the like: stop quietly.
         sys.stderr.close()
         return 0
+
+
+def _print_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line on stderr, without the source location."""
+    print(f"v2pe: warning: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,7 +16,8 @@ def register(subparsers) -> None:
     parser.add_argument("question", nargs="?", help="the question (omit with --interactive or --batch)")
     parser.add_argument("--model", required=True, help="checkpoint folder (official internvl_chat or native internvl)")
     parser.add_argument("--image", action="append", default=[], help="an image file; repeat for several")
-    parser.add_argument("--delta", default="auto", help="'auto' (largest that fits the trained window) or a number in (0, 1]")
+    parser.add_argument("--delta", default="model", help="'model' (the checkpoint's delta, from rope_pos_id_stride; the official default), "
+                        "'auto' (largest that fits the trained window) or a number in (0, 1] such as 0.25 or 1/16")
     parser.add_argument("--window", type=int, default=None, help="trained window in positions (default: from the checkpoint)")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--max-tiles", type=int, default=None, help="tiles per image (default: from the checkpoint)")
@@ -35,30 +36,41 @@ def run(args) -> int:
     chat = build_chat(args)
     if args.batch:
         return _run_batch(chat, args)
-    question = args.question
-    history: list[dict] | None = []
+    question, first = args.question, True
     while True:
-        text = _with_placeholders(question, len(args.image)) if not history else question
-        for piece in chat.stream(text, images=args.image if not history else [], history=history):
+        if question is None:  # --interactive: read the next question; an empty line or EOF ends
+            question = _read_question()
+            if not question:
+                return 0
+        # Every turn sends all images again (the history holds their placeholders), as chat() does.
+        text = _with_placeholders(question, len(args.image)) if first else question
+        for piece in chat.stream(text, images=args.image, history=[] if first else None):
             print(piece, end="", flush=True)
         print()
-        history = None  # later turns continue chat.history
+        if first:
+            print(f"[delta {chat.last_delta:g}, {chat.delta_source()}]", file=sys.stderr)
         if not args.interactive:
             return 0
-        question = input("> ").strip()
-        if not question:
-            return 0
+        question, first = None, False
+
+
+def _read_question() -> str:
+    try:
+        return input("> " if sys.stdin.isatty() else "").strip()
+    except EOFError:
+        return ""
 
 
 def build_chat(args):
     from v2pe.inference import Chat
     from v2pe.model import load_model
+    from v2pe.positions import parse_delta
     from v2pe.processing import Processor
 
-    model = load_model(args.model, dtype=args.dtype, device=args.device)
+    delta = parse_delta(args.delta)
     overrides = {"max_tiles": args.max_tiles} if args.max_tiles else {}
     processor = Processor.from_pretrained(args.model, **overrides)
-    delta = args.delta if args.delta == "auto" else float(args.delta)
+    model = load_model(args.model, dtype=args.dtype, device=args.device)
     return Chat(model, processor, delta=delta, window=args.window, max_new_tokens=args.max_new_tokens)
 
 
@@ -70,6 +82,7 @@ def _run_batch(chat, args) -> int:
     replies = chat.generate(conversations, [args.image] * len(questions))
     for question, reply in zip(questions, replies):
         print(f"{question}\t{reply.text}")
+    print(f"[delta {chat.last_delta:g}, {chat.delta_source()}]", file=sys.stderr)
     sys.stdout.flush()
     return 0
 

@@ -81,7 +81,8 @@ def register_runners(commands) -> None:
         runner.add_argument("--model", required=True, help="checkpoint folder (official internvl_chat or native internvl)")
         runner.add_argument("--data", required=True, type=Path, help="the benchmark's data folder")
         runner.add_argument("--out", required=True, type=Path, help="run folder (created, or resumed)")
-        runner.add_argument("--delta", default="auto", help="'auto' (largest that fits the trained window) or a number in (0, 1]")
+        runner.add_argument("--delta", default="model", help="'model' (the checkpoint's delta, from rope_pos_id_stride; the official default), "
+                            "'auto' (largest that fits the trained window) or a number in (0, 1] such as 0.25 or 1/16")
         runner.add_argument("--window", type=int, default=None, help="trained window in positions (default: from the checkpoint)")
         runner.add_argument("--limit", type=int, default=None, help="only the first N samples of each task file")
         runner.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help=f"{tasks_help} (default: all found)")
@@ -102,20 +103,6 @@ def register_runners(commands) -> None:
         runner.set_defaults(handler=run_runner, benchmark=name)
 
 
-def parse_delta(text: str):
-    from v2pe.errors import ConfigError
-
-    if text == "auto":
-        return "auto"
-    try:
-        value = float(text)
-    except ValueError:
-        raise ConfigError(f"--delta must be 'auto' or a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise ConfigError(f"--delta must be in (0, 1], got {value}")
-    return value
-
-
 def run_runner(args) -> int:
     import sys
 
@@ -123,6 +110,7 @@ def run_runner(args) -> int:
     from v2pe.eval.runners.base import stderr_progress
     from v2pe.inference import Chat
     from v2pe.model import load_model
+    from v2pe.positions import parse_delta
     from v2pe.processing import Processor
 
     delta = parse_delta(args.delta)

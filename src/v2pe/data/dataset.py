@@ -12,6 +12,15 @@ file, line and field. With `skip_bad` the sample is counted in `report` (by reas
 `max_retries` times, like the official retry); `load(i)` returns None instead. Each item also
 carries `skipped`, the reasons skipped on the way to it, so counts made in DataLoader worker
 processes reach the main process through the batches.
+
+Conversation text is prepared as the official training code prepares it (`training_conversation`,
+reference-spec 4.4), whatever the sample's last turn: a one-image sample whose FIRST human turn
+has no `<image>` gets `<image>\\n` prepended to that turn (the official `multi_modal_get_item`
+looks only there), then every value is stripped (`preprocess_internlm`). A one-image sample
+whose placeholder stands only in a later human turn would then have two placeholders for one
+image (the official code would train on the second as plain text); it is refused instead, as
+an `image_count_mismatch` SampleError naming file, line and id (skipped and counted with
+`skip_bad`).
 """
 
 from __future__ import annotations
@@ -29,6 +38,7 @@ from PIL import Image
 
 from v2pe.data.annotations import (
     CORRUPT_IMAGE,
+    IMAGE_COUNT_MISMATCH,
     INVALID_CONVERSATION,
     MISSING_IMAGE,
     TOO_LONG,
@@ -69,6 +79,33 @@ def processor_for_dataset(processor, spec: DatasetSpec):
         derived.max_tiles = spec.max_dynamic_patch
         derived.min_tiles = min(derived.min_tiles, derived.max_tiles)
     return derived
+
+
+def training_conversation(sample: Sample) -> list[dict]:
+    """The sample's turns as the official training code renders them (reference-spec 4.4): the
+    training placeholder rule (`<image>\\n` + the first human turn when a one-image sample has
+    none there), then every value stripped. SampleError (image_count_mismatch) when the rule
+    leaves more placeholders than images: a one-image sample with `<image>` only in a later turn."""
+    from v2pe.processing.processor import IMAGE_PLACEHOLDER, add_missing_image_placeholder
+
+    prepared = add_missing_image_placeholder(sample.conversations, len(sample.images), training=True)
+    turns = [{**turn, "value": turn["value"].strip()} for turn in prepared]
+    placeholders = sum(turn["value"].count(IMAGE_PLACEHOLDER) for turn in turns)
+    if placeholders != len(sample.images):
+        message = f"{placeholders} `<image>` placeholders but {len(sample.images)} images after the official training placeholder rule"
+        if len(sample.images) == 1 and IMAGE_PLACEHOLDER not in sample.conversations[_first_human(sample.conversations)]["value"]:
+            message = (
+                "one image whose `<image>` placeholder is not in the first human turn: the official training code prepends"
+                " `<image>\\n` to the first human turn whenever that turn has none (it does not look at later turns), which"
+                f" gives {placeholders} placeholders for 1 image (it would keep the later `<image>` as plain text);"
+                " move the placeholder into the first human turn"
+            )
+        raise SampleError(message, IMAGE_COUNT_MISMATCH, sample.where("conversations"))
+    return turns
+
+
+def _first_human(conversations: Sequence[dict]) -> int:
+    return next(i for i, turn in enumerate(conversations) if turn.get("from") == "human")
 
 
 def jpeg_augment(image: Image.Image, rng: random.Random) -> Image.Image:
@@ -186,8 +223,9 @@ class SupervisedDataset(torch.utils.data.Dataset):
             deltas = resolve_deltas("random", len(images), generator=generator, delta_choices=self.delta_choices)
         else:
             deltas = torch.full((len(images),), float(self.delta), dtype=torch.float64)
+        conversation = training_conversation(sample)
         try:
-            item = source.processor.process_sample(sample.conversations, images, delta=deltas if images else 1.0, sample_id=sample.id)
+            item = source.processor.process_sample(conversation, images, delta=deltas if images else 1.0, sample_id=sample.id)
         except DataError as err:
             reason = TOO_LONG if "max_length" in str(err) else INVALID_CONVERSATION
             field_name = "conversations"
@@ -221,7 +259,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
                 except DataError as err:
                     reason = MISSING_IMAGE if not Path(path).exists() else CORRUPT_IMAGE
                     raise SampleError(str(err), reason, sample.where(image_field(sample, k))) from err
-            length = source.meter.measure(sample.conversations, sample.images, sample_id=sample.id).total
+            length = source.meter.measure(training_conversation(sample), sample.images, sample_id=sample.id).total
             max_length = source.processor.max_length
             if max_length is not None and length > max_length:
                 raise SampleError(f"{length} tokens, more than max_length={max_length} (samples are never truncated; drop it or raise max_length)", TOO_LONG, sample.where("conversations"))

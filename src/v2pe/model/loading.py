@@ -17,6 +17,7 @@ from v2pe.model.checkpoint import (
     find_token_ids,
     load_tensors,
     read_config,
+    read_json,
     weight_files,
 )
 from v2pe.model.modeling import V2PEInternVLForConditionalGeneration, mark_native_architecture
@@ -56,7 +57,8 @@ def load_model(
     raw_config = read_config(folder)
     resolved = _resolve_dtype(dtype, raw_config)
     if is_official_config(raw_config):
-        return instantiate(read_official_checkpoint(folder, raw_config, resolved, token_ids), device)
+        model = instantiate(read_official_checkpoint(folder, raw_config, resolved, token_ids), device)
+        return _with_generation_config(model, folder)
     if raw_config.get("model_type") == "internvl":
         return load_native(folder, raw_config, resolved, token_ids).to(device)
     raise _unsupported_model_type(folder, raw_config)
@@ -113,6 +115,16 @@ def load_native(folder: Path, raw_config: dict, dtype: torch.dtype | None, token
         raise CheckpointError(f"{folder}: transformers could not load the checkpoint ({error})") from error
     _raise_on_loading_problems(folder, info, files)
     return model.eval()
+
+
+def _with_generation_config(model, folder: Path):
+    """The folder's generation_config.json (its eos ids, e.g. `<|im_end|>`), as from_pretrained would."""
+    from transformers import GenerationConfig
+
+    if (folder / "generation_config.json").is_file():
+        read_json(folder / "generation_config.json")  # a clear error for a broken file
+        model.generation_config = GenerationConfig.from_pretrained(folder)
+    return model
 
 
 def _raise_on_loading_problems(folder: Path, info: dict, files: dict[str, Path]) -> None:

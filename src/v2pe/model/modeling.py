@@ -23,14 +23,15 @@ import torch
 from transformers import InternVLForConditionalGeneration
 
 from v2pe.errors import PositionError
+from v2pe.model import compat
 from v2pe.model.attention import packed_causal_mask, varlen_boundaries
 from v2pe.model.settings import V2PESettings
-from v2pe.positions import DeltaSpec, decode_position_ids, v2pe_position_ids
+from v2pe.positions import DeltaSpec, v2pe_position_ids
 
 NATIVE_ARCHITECTURE = "InternVLForConditionalGeneration"
 
 
-class V2PEInternVLForConditionalGeneration(InternVLForConditionalGeneration):
+class V2PEInternVLForConditionalGeneration(compat.GenerationHooks, InternVLForConditionalGeneration):
     """`InternVLForConditionalGeneration` that lays out positions with V2PE."""
 
     @property
@@ -60,97 +61,81 @@ class V2PEInternVLForConditionalGeneration(InternVLForConditionalGeneration):
             sequence_ids=sequence_ids,
         )
 
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        past_key_values=None,
-        inputs_embeds: torch.Tensor | None = None,
-        sequence_ids: torch.Tensor | None = None,
-        **kwargs,
-    ):
-        """The native forward; `sequence_ids` [B, L] marks samples packed into one row."""
-        attention_mask = _ensure_attention_mask(attention_mask, input_ids, inputs_embeds, past_key_values)
-        if position_ids is None and input_ids is not None and _cache_length(past_key_values) == 0:
-            position_ids = self.v2pe_position_ids(input_ids, attention_mask, sequence_ids=sequence_ids)
+    def forward(self, *args, sequence_ids: torch.Tensor | None = None, **kwargs):
+        """The native forward, with the parameters of the installed transformers release, plus
+        `sequence_ids` [B, L] marking samples packed into one row."""
+        arguments = compat.bind_forward_arguments(args, kwargs)
+        input_ids, cache = arguments.get("input_ids"), compat.get_cache(arguments)
+        arguments["attention_mask"] = _ensure_attention_mask(arguments.get("attention_mask"), input_ids, arguments.get("inputs_embeds"), cache)
+        if arguments.get("position_ids") is None and input_ids is not None and _cache_length(cache) == 0:
+            arguments["position_ids"] = self.v2pe_position_ids(input_ids, arguments["attention_mask"], sequence_ids=sequence_ids)
         if sequence_ids is not None:
-            attention_mask, kwargs = self._packed_attention(sequence_ids, attention_mask, kwargs)
-        return super().forward(
-            input_ids=input_ids,
-            pixel_values=pixel_values,
-            attention_mask=attention_mask,
-            position_ids=_checked_positions(position_ids),
-            past_key_values=past_key_values,
-            inputs_embeds=inputs_embeds,
-            **kwargs,
-        )
+            arguments = self._packed_attention(sequence_ids, arguments)
+        arguments["position_ids"] = _checked_positions(arguments.get("position_ids"))
+        return super().forward(**arguments)
 
-    def _packed_attention(self, sequence_ids, attention_mask, kwargs):
+    def _packed_attention(self, sequence_ids: torch.Tensor, arguments: dict) -> dict:
         """Keep packed samples apart: varlen boundaries for flash attention, else a 4-D mask."""
         implementation = self.config.text_config._attn_implementation or "eager"
         if implementation.startswith("flash"):
-            return None, {**kwargs, **varlen_boundaries(sequence_ids)}
-        mask = packed_causal_mask(sequence_ids, attention_mask, dtype=self.dtype, boolean=implementation == "sdpa")
-        return mask, kwargs
+            return {**arguments, "attention_mask": None, **varlen_boundaries(sequence_ids)}
+        mask = packed_causal_mask(sequence_ids, arguments["attention_mask"], dtype=self.dtype, boolean=implementation == "sdpa")
+        return {**arguments, "attention_mask": mask}
 
-    def generate(
-        self,
-        input_ids: torch.Tensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        position_ids: torch.Tensor | None = None,
-        delta: DeltaSpec | None = None,
-        **kwargs,
-    ):
-        """`GenerationMixin.generate` with V2PE prompt positions (computed when not given)."""
+    def generate(self, *args, delta: DeltaSpec | None = None, **kwargs):
+        """`GenerationMixin.generate` with V2PE prompt positions: computed with `delta` (default: the
+        model's) when none are given; the k-th new token sits at the last prompt position + k."""
+        arguments = compat.bind_generate_arguments(args, kwargs)
+        input_ids = arguments.pop("input_ids", None)
+        input_ids = arguments.pop("inputs", None) if input_ids is None else input_ids
         if input_ids is not None:
-            if attention_mask is None:
-                attention_mask = torch.ones_like(input_ids)
-            if position_ids is None:
-                position_ids = self.v2pe_position_ids(input_ids, attention_mask, delta=delta)
+            if arguments.get("attention_mask") is None:
+                arguments["attention_mask"] = torch.ones_like(input_ids)
+            if arguments.get("position_ids") is None:
+                arguments["position_ids"] = self.v2pe_position_ids(input_ids, arguments["attention_mask"], delta=delta)
         elif delta is not None:
             raise PositionError("delta needs input_ids to place the images; pass position_ids with inputs_embeds")
-        return super().generate(
-            input_ids=input_ids, attention_mask=attention_mask, position_ids=_checked_positions(position_ids), **kwargs
-        )
-
-    def _update_model_kwargs_for_generation(self, outputs, model_kwargs, is_encoder_decoder=False, num_new_tokens=1):
-        positions = model_kwargs.pop("position_ids", None)
-        model_kwargs = super()._update_model_kwargs_for_generation(
-            outputs, model_kwargs, is_encoder_decoder=is_encoder_decoder, num_new_tokens=num_new_tokens
-        )
-        if positions is not None:
-            new = decode_position_ids(positions[:, -1], num_new_tokens).to(device=positions.device, dtype=positions.dtype)
-            model_kwargs["position_ids"] = torch.cat([positions, new], dim=-1)
-        return model_kwargs
+        arguments["position_ids"] = _checked_positions(arguments.get("position_ids"))
+        return super().generate(input_ids=input_ids, **arguments)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)
         mark_native_architecture(Path(save_directory))
 
 
+# transformers reads these signatures (e.g. whether forward takes position_ids or mm_encoder_outputs).
+V2PEInternVLForConditionalGeneration.forward.__signature__ = compat.signature_with("forward", "sequence_ids")
+V2PEInternVLForConditionalGeneration.generate.__signature__ = compat.signature_with("generate", "delta")
+
+
 def mark_native_architecture(folder: Path) -> None:
-    """Name the native class in config.json so that AutoModel loads the folder without v2pe."""
+    """Name the native class in config.json so that AutoModel loads the folder without v2pe, and
+    drop remote-code pointers (`auto_map`) an official config may have carried in."""
     path = folder / "config.json"
     config = json.loads(path.read_text())
     config["architectures"] = [NATIVE_ARCHITECTURE]
+    _drop_auto_map(config)
     path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
 
 
-def _cache_length(past_key_values) -> int:
-    if past_key_values is None:
-        return 0
-    return int(past_key_values.get_seq_length())
+def _drop_auto_map(config: dict) -> None:
+    config.pop("auto_map", None)
+    for value in config.values():
+        if isinstance(value, dict):
+            _drop_auto_map(value)
 
 
-def _ensure_attention_mask(attention_mask, input_ids, inputs_embeds, past_key_values) -> torch.Tensor:
+def _cache_length(cache) -> int:
+    return 0 if cache is None else int(cache.get_seq_length())
+
+
+def _ensure_attention_mask(attention_mask, input_ids, inputs_embeds, cache) -> torch.Tensor:
     """Always hand transformers a 2-D mask (see the module docstring for why)."""
     if attention_mask is not None:
         return attention_mask
     reference = input_ids if input_ids is not None else inputs_embeds
     batch, length = reference.shape[:2]
-    return torch.ones(batch, _cache_length(past_key_values) + length, dtype=torch.long, device=reference.device)
+    return torch.ones(batch, _cache_length(cache) + length, dtype=torch.long, device=reference.device)
 
 
 def _checked_positions(position_ids: torch.Tensor | None) -> torch.Tensor | None:

@@ -3,8 +3,12 @@
 Per sample (reference-spec 4.4, 3.6):
 * each image becomes tiles (`tiling`); the i-th `<image>` placeholder becomes
   `<img>` + `<IMG_CONTEXT>` x (tokens_per_tile x tiles_i) + `</img>`;
-* a sample with exactly one image and no placeholder gets `<image>\\n` prepended to its first
-  human turn (official behaviour); any other count mismatch is a DataError;
+* a sample with exactly one image gets `<image>\\n` prepended to its first human turn where
+  the official code adds it (`add_missing_image_placeholder`: a prompt with no placeholder at
+  all, as `chat()`; a training sample whose first human turn has none, as the training code);
+  any other count mismatch is a DataError;
+* text is kept as given in prompts (official `chat()`) and stripped in training samples
+  (official training preprocessing), see `templates.parse_conversation`;
 * the prompt is rendered by the chat template and tokenised in one piece (the tokenizer's BOS
   included); labels are -100 except on assistant answers and their end-of-turn token. Answer
   tokens are found from the tokenizer's character offsets, so a fast tokenizer is required;
@@ -27,7 +31,7 @@ from PIL import Image
 
 from v2pe.errors import CheckpointError, ConfigError, DataError
 from v2pe.positions import v2pe_position_ids
-from v2pe.processing.templates import TEMPLATES, Segment, Turn, parse_conversation, render
+from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
 from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
 
 IGNORE_INDEX = -100
@@ -202,17 +206,33 @@ def _native_settings(config: dict, preprocessor: dict, tokenizer) -> dict:
     return settings
 
 
-def add_missing_image_placeholder(conversation: Conversation, num_images: int) -> list[dict]:
-    """Official single-image behaviour: no `<image>` in any turn -> `<image>\\n` + first human turn
-    (prepended before the turn is stripped, as the official code does)."""
+def add_missing_image_placeholder(conversation: Conversation, num_images: int, training: bool | None = None) -> list[dict]:
+    """A copy of the conversation with `<image>\\n` prepended to the first human turn's value
+    where the official code adds a missing placeholder. Only a sample with exactly one image
+    gets one (the official multi-image paths add none), always as `<image>\\n` + the value as
+    given, before any stripping (so ` Q` becomes `<image>\\n Q`, whose inner space survives the
+    training strip, as in the official code).
+
+    `training` selects the official rule (None: a training sample unless `is_prompt`):
+    * prompt (`chat()` / `batch_chat()`, reference-spec 3.6): only when no turn has `<image>`
+      (without history the first human turn is the question);
+    * training sample (`multi_modal_get_item`, reference-spec 4.4): when the FIRST human turn
+      has no `<image>`, even if a later turn has one. Such a sample then has more placeholders
+      than images; `check_image_count` rejects it (the official code would leave the later
+      `<image>` in the text as plain characters).
+    (The official code sends a one-element image list, `"image": ["a.png"]`, down its multi-image
+    path, which adds nothing; only the image count reaches this function, so such a sample gets
+    the single-image rule here.)"""
     turns = [dict(turn) if isinstance(turn, Mapping) else turn for turn in conversation]
-    values = [turn.get("value") for turn in turns if isinstance(turn, Mapping)]
-    if num_images != 1 or any(isinstance(v, str) and IMAGE_PLACEHOLDER in v for v in values):
+    if num_images != 1:
+        return turns
+    if training is None:
+        training = not is_prompt(turns)
+    human = next((t for t in turns if isinstance(t, Mapping) and t.get("from") == "human" and isinstance(t.get("value"), str)), None)
+    checked = [human] if training else [t for t in turns if isinstance(t, Mapping)]
+    if human is None or any(isinstance(t.get("value"), str) and IMAGE_PLACEHOLDER in t["value"] for t in checked):
         return turns  # malformed turns are reported by parse_conversation
-    for turn in turns:
-        if isinstance(turn, Mapping) and turn.get("from") == "human" and isinstance(turn.get("value"), str):
-            turn["value"] = f"{IMAGE_PLACEHOLDER}\n{turn['value']}"
-            break
+    human["value"] = f"{IMAGE_PLACEHOLDER}\n{human['value']}"
     return turns
 
 
@@ -220,12 +240,24 @@ def check_image_count(turns: Sequence[Turn], num_images: int, sample_id: str | N
     placeholders = sum(turn.text.count(IMAGE_PLACEHOLDER) for turn in turns)
     if placeholders != num_images:
         where = f"sample {sample_id}: " if sample_id is not None else ""
-        raise DataError(f"{where}{placeholders} `<image>` placeholders but {num_images} images")
+        hint = ""
+        if num_images == 1 and placeholders > 1 and turns and turns[0].text.startswith(f"{IMAGE_PLACEHOLDER}\n"):
+            hint = (
+                " (if the first human turn had no `<image>`, `<image>\\n` was prepended to it, as the official"
+                " training code does for a one-image sample even when a later turn has one: put the placeholder"
+                " in the first human turn)"
+            )
+        elif num_images > 1 and placeholders == 0:
+            hint = " (only a one-image sample gets a missing placeholder added: write one `<image>` per image)"
+        raise DataError(f"{where}{placeholders} `<image>` placeholders but {num_images} images{hint}")
 
 
 def expand_image_placeholders(segments: Sequence[Segment], image_texts: Sequence[str]) -> tuple[str, list[tuple[int, int]]]:
     """Join segments, replacing the i-th `<image>` by image_texts[i]; also return the
     character spans of answer segments in the joined text."""
+    placeholders = sum(segment.text.count(IMAGE_PLACEHOLDER) for segment in segments)
+    if placeholders != len(image_texts):
+        raise DataError(f"{placeholders} `<image>` placeholders but {len(image_texts)} images")
     pieces, spans, length, image_index = [], [], 0, 0
     for segment in segments:
         parts = segment.text.split(IMAGE_PLACEHOLDER)

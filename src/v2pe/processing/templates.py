@@ -2,9 +2,17 @@
 
 Conversations use the official sample format: `[{"from": "human", "value": ...},
 {"from": "gpt", "value": ...}, ...]`, optionally led by `{"from": "system", "value": ...}`
-(which replaces the template's system message). Values are stripped, as the official
-training code does. A conversation that ends with a human turn is a prompt: the assistant
-role is appended for generation.
+(which replaces the template's system message). A conversation that ends with a human turn is
+a prompt (`is_prompt`): the assistant role is appended for generation.
+
+Whitespace follows the official code of each mode (`parse_conversation(strip=None)`):
+* a training sample (ends with an answer) has every value stripped, as the official training
+  preprocessing (`preprocess_internlm`, reference-spec 4.4) does;
+* a prompt keeps every value exactly as given (question and history, leading/trailing spaces
+  and newlines included), as the official `chat()` / `batch_chat()` (reference-spec 3.6) pass
+  the question and history turns to the template untouched.
+`strip=True` / `strip=False` force either rule (e.g. `strip=True` for training data that ends
+with a human turn, or to get prompts worded exactly like the stripped training text).
 
 Rendering returns `Segment`s whose texts concatenate to the full prompt; `is_answer` marks an
 assistant answer together with its end-of-turn token, which is what the official masking
@@ -63,13 +71,27 @@ class Segment:
     is_answer: bool
 
 
-def parse_conversation(conversation: Sequence[Mapping[str, str]], sample_id: str | None = None) -> tuple[str | None, list[Turn]]:
-    """(system message or None, turns) from the official sample format; DataError if malformed."""
+def is_prompt(conversation: Sequence[Mapping[str, str]]) -> bool:
+    """True when the conversation ends with a human turn: a question to answer (inference),
+    not a training sample (which ends with an answer). Malformed entries count as not a prompt."""
+    entries = list(conversation)
+    return bool(entries) and isinstance(entries[-1], Mapping) and entries[-1].get("from") == "human"
+
+
+def parse_conversation(conversation: Sequence[Mapping[str, str]], sample_id: str | None = None, strip: bool | None = None) -> tuple[str | None, list[Turn]]:
+    """(system message or None, turns) from the official sample format; DataError if malformed.
+
+    `strip`: True strips every value (official training preprocessing), False keeps values as
+    given (official `chat()`); None (default) picks by mode: as given for a prompt
+    (`is_prompt`), stripped for a training sample."""
     where = f" (sample {sample_id})" if sample_id is not None else ""
     entries = list(conversation)
+    if strip is None:
+        strip = not is_prompt(entries)
+    clean = str.strip if strip else str
     system = None
     if entries and _field(entries[0], "from", 0, where) == "system":
-        system = _field(entries[0], "value", 0, where).strip()
+        system = clean(_field(entries[0], "value", 0, where))
         entries = entries[1:]
     turns = []
     for index, entry in enumerate(entries):
@@ -77,7 +99,7 @@ def parse_conversation(conversation: Sequence[Mapping[str, str]], sample_id: str
         expected = "human" if index % 2 == 0 else "gpt"
         if speaker != expected:
             raise DataError(f"conversation turn {index}{where}: expected from={expected!r} (turns alternate human/gpt), got {speaker!r}")
-        turns.append(Turn(_ROLES[speaker], _field(entry, "value", index, where).strip()))
+        turns.append(Turn(_ROLES[speaker], clean(_field(entry, "value", index, where))))
     if not turns:
         raise DataError(f"conversation{where} has no human turn")
     return system, turns

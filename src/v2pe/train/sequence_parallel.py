@@ -27,7 +27,6 @@ masked.
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 
 import torch
@@ -238,11 +237,9 @@ def _shard_language_model_inputs(module, args, kwargs):
 
 
 def _inner_attention(module, implementation: str):
-    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+    from v2pe.model.compat import attention_function
 
-    if implementation == "eager":
-        return sys.modules[type(module).__module__].eager_attention_forward
-    return ALL_ATTENTION_FUNCTIONS[implementation]
+    return attention_function(implementation, module)
 
 
 def _ulysses_attention(module, query, key, value, attention_mask, **kwargs):

@@ -210,23 +210,20 @@ class _EpochDataLoader(torch.utils.data.DataLoader):
 def load_native_state_dict(folder: Path, model) -> dict[str, torch.Tensor]:
     """The weights of a `save_pretrained` folder, keyed as `model.state_dict()` is."""
     from safetensors.torch import load_file
-    from transformers.conversion_mapping import get_model_conversion_mapping
-    from transformers.core_model_loading import WeightConverter, rename_source_key
 
     from v2pe.errors import CheckpointError
+    from v2pe.model.compat import key_renamer
 
     files = sorted(folder.glob("model*.safetensors"))
     if not files:
         raise CheckpointError(f"{folder}: no model*.safetensors to resume from")
-    transforms = get_model_conversion_mapping(model)
-    renamings = [t for t in transforms if not isinstance(t, WeightConverter)]
-    converters = [t for t in transforms if isinstance(t, WeightConverter)]
+    rename = key_renamer(model)
     expected = model.state_dict()
     state_dict = {}
     for file in files:
         for key, tensor in load_file(str(file), device="cpu").items():
-            name, converter = rename_source_key(key, renamings, converters, model.base_model_prefix, expected)
-            if converter is not None:
+            name, needs_conversion = rename(key)
+            if needs_conversion:
                 raise CheckpointError(f"{file}: weight {key} needs a tensor conversion on load; resume is only supported for renamed layouts")
             state_dict[name] = tensor
     missing, unexpected = sorted(set(expected) - set(state_dict)), sorted(set(state_dict) - set(expected))
