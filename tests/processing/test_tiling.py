@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.processing.tiling import candidate_grids, choose_grid, image_to_pixel_values, image_to_tiles, load_image, num_tiles_for_size
+from v2pe.processing.tiling import candidate_grids, choose_grid, image_to_pixel_values, image_to_tiles, load_image, normalize_tile, num_tiles_for_size
 
 
 # (width, height, min_tiles, max_tiles) -> (columns, rows), tiles incl. thumbnail.
@@ -175,3 +175,128 @@ def test_truncated_image_names_path(tmp_path):
     cut.write_bytes(good.read_bytes()[:400])
     with pytest.raises(DataError, match="cut.png"):
         load_image(cut)
+
+
+# --- bit-identity of the fast path (per-channel lookup table, tiles as array views) ---------
+# The reference below is written independently of tiling.py: PIL convert + resize + crop as the
+# official dynamic_preprocess does, then ToTensor + Normalize's float32 arithmetic in its order,
+# ((x / 255) - mean) / std with every step rounded to float32. (The same formula in float64 and
+# rounded once differs in the last bit for 491 of the 768 channel levels, so it is only a
+# closeness check.) Outputs must be equal bit for bit (torch.equal), not merely close.
+
+_MEAN32 = np.array([0.485, 0.456, 0.406], dtype=np.float32).reshape(3, 1, 1)
+_STD32 = np.array([0.229, 0.224, 0.225], dtype=np.float32).reshape(3, 1, 1)
+
+
+def _reference_tile(tile: Image.Image) -> np.ndarray:
+    chw = np.asarray(tile.convert("RGB")).transpose(2, 0, 1).astype(np.float32)
+    return ((chw / np.float32(255)) - _MEAN32) / _STD32
+
+
+def _reference_pixel_values(image, min_tiles=1, max_tiles=12, use_thumbnail=True, tile_size=448) -> torch.Tensor:
+    rgb = image.convert("RGB")
+    columns, rows = choose_grid(rgb.width, rgb.height, min_tiles, max_tiles, tile_size)
+    resized = rgb.resize((columns * tile_size, rows * tile_size), Image.Resampling.BICUBIC)
+    tiles = []
+    for row in range(rows):
+        for column in range(columns):
+            box = (column * tile_size, row * tile_size, (column + 1) * tile_size, (row + 1) * tile_size)
+            tiles.append(_reference_tile(resized.crop(box)))
+    if use_thumbnail and len(tiles) > 1:
+        tiles.append(_reference_tile(rgb.resize((tile_size, tile_size), Image.Resampling.BICUBIC)))
+    return torch.from_numpy(np.stack(tiles))
+
+
+def _random_image(width: int, height: int, mode: str, seed: int = 0) -> Image.Image:
+    rng = np.random.default_rng(seed + 7 * width + height)
+    rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    rgb[: height // 2] //= 3  # some smooth-ish structure besides the noise
+    image = Image.fromarray(rgb, "RGB")
+    if mode in ("P", "P+transparency"):
+        image = Image.fromarray(rgb[:, :, 0] % 64, "P")
+        image.putpalette(rng.integers(0, 256, size=64 * 3, dtype=np.uint8).tobytes())
+        if mode == "P+transparency":
+            image.info["transparency"] = 5  # converts through RGBA, as load_image does today
+        return image
+    if mode == "RGBA":
+        return Image.fromarray(np.dstack([rgb, rgb[:, :, :1]]), "RGBA")
+    if mode == "LA":
+        return Image.fromarray(np.ascontiguousarray(rgb[:, :, :2]), "LA")
+    if mode == "I;16":
+        return Image.fromarray(rgb[:, :, 0].astype(np.uint16) * 257)
+    return image.convert(mode)
+
+
+def _assert_bit_identical(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert actual.dtype == expected.dtype == torch.float32
+    assert actual.shape == expected.shape and actual.is_contiguous()
+    assert torch.equal(actual, expected), f"{int((actual != expected).sum())} values differ"
+
+
+# 12 tiles with no resize (3x4, 4x3), 12 after a resize, 8 (2:1), 1 tile exactly 448 (no resize),
+# odd sizes just off the grid, tiny and extreme ratios, an upscale.
+LARGE_SIZES = [(1344, 1792), (1792, 1344), (2000, 1500), (2688, 1344)]
+SMALL_SIZES = [(448, 448), (896, 448), (1343, 1791), (1001, 333), (123, 457), (1, 1), (3, 1000), (5000, 7), (300, 200)]
+
+
+@pytest.mark.parametrize(("width", "height"), LARGE_SIZES + SMALL_SIZES)
+def test_pixel_values_bit_identical_to_reference_rgb(width, height):
+    image = _random_image(width, height, "RGB")
+    before = image.tobytes()
+    pixels = image_to_pixel_values(image)
+    _assert_bit_identical(pixels, _reference_pixel_values(image))
+    assert image.tobytes() == before  # the input is read, never written
+    # and the same as normalising the public tiles one by one
+    _assert_bit_identical(torch.stack([normalize_tile(tile) for tile in image_to_tiles(image)]), pixels)
+
+
+@pytest.mark.parametrize("mode", ["L", "RGBA", "P", "P+transparency", "LA", "1", "CMYK", "I;16"])
+@pytest.mark.parametrize(("width", "height"), [(1344, 1792), (1001, 333), (448, 448), (37, 5)])
+def test_pixel_values_bit_identical_to_reference_other_modes(mode, width, height):
+    image = _random_image(width, height, mode)
+    _assert_bit_identical(image_to_pixel_values(image), _reference_pixel_values(image))
+
+
+@pytest.mark.parametrize(
+    ("min_tiles", "max_tiles", "use_thumbnail", "tile_size"),
+    [(1, 12, False, 448), (1, 6, True, 448), (4, 4, True, 448), (1, 1, True, 448), (1, 12, True, 224), (2, 9, True, 33)],
+)
+def test_pixel_values_bit_identical_for_other_settings(min_tiles, max_tiles, use_thumbnail, tile_size):
+    for width, height in [(1000, 750), (1344, 448), (449, 1)]:
+        image = _random_image(width, height, "RGB", seed=1)
+        expected = _reference_pixel_values(image, min_tiles, max_tiles, use_thumbnail, tile_size)
+        _assert_bit_identical(image_to_pixel_values(image, min_tiles, max_tiles, use_thumbnail, tile_size), expected)
+
+
+def test_pixel_values_from_files_bit_identical(tmp_path):
+    for mode in ("RGB", "L", "P", "RGBA"):
+        image = _random_image(700, 500, mode, seed=2)
+        path = tmp_path / f"image-{mode}.png"
+        image.save(path)
+        with Image.open(path) as reopened:
+            expected = _reference_pixel_values(reopened)
+        _assert_bit_identical(image_to_pixel_values(path), expected)
+
+
+def test_normalisation_of_every_level_is_float32_arithmetic():
+    # Every (level, channel) pair: each channel runs through all 256 levels, in a 448x448 tile.
+    levels = np.arange(448 * 448, dtype=np.int64).reshape(448, 448)
+    rgb = np.stack([levels % 256, (levels // 7) % 256, (255 - levels) % 256], axis=-1).astype(np.uint8)
+    tile = Image.fromarray(rgb, "RGB")
+    pixels = normalize_tile(tile)
+    expected = _reference_tile(tile)
+    _assert_bit_identical(pixels, torch.from_numpy(expected))
+    # The same bits as torch's own ToTensor + Normalize operations on a channels-first tensor ...
+    chw = torch.from_numpy(rgb).permute(2, 0, 1).to(torch.float32)
+    as_torch = chw.div(255).sub(torch.from_numpy(_MEAN32)).div(torch.from_numpy(_STD32))
+    _assert_bit_identical(pixels, as_torch.contiguous())
+    # ... and within a float32 rounding of the exact formula.
+    exact = (rgb.transpose(2, 0, 1) / 255.0 - _MEAN32.astype(np.float64)) / _STD32.astype(np.float64)
+    assert np.abs(pixels.numpy() - exact).max() < 1e-6
+
+
+def test_normalize_tile_resizes_and_converts_like_before():
+    image = _random_image(300, 500, "P", seed=3)
+    expected = _reference_tile(image.convert("RGB").resize((448, 448), Image.Resampling.BICUBIC))
+    _assert_bit_identical(normalize_tile(image), torch.from_numpy(expected))
+    _assert_bit_identical(normalize_tile(image, 64), torch.from_numpy(_reference_tile(image.convert("RGB").resize((64, 64), Image.Resampling.BICUBIC))))

@@ -14,7 +14,8 @@ The official `dynamic_preprocess` (reference-spec 3.8), reproduced exactly:
 3. The image is resized to (448 i, 448 j) (bicubic), cut into row-major tiles, and, when
    there is more than one tile and `use_thumbnail`, the whole image resized to 448 x 448 is
    appended last.
-4. Each tile: resize to 448 (bicubic; a no-op for these tiles), to [0, 1], ImageNet mean/std.
+4. Each tile: resize to 448 (bicubic; a no-op for these tiles), to [0, 1], ImageNet mean/std
+   (float32, as ToTensor + Normalize; done by a per-channel lookup table of the same values).
 
 transformers' GotOcr2 `get_optimal_tiled_canvas` applies the same rule, but to a
 lexicographically ordered candidate list, so it differs from InternVL on those same-product
@@ -59,9 +60,7 @@ def load_image(image: ImageInput) -> Image.Image:
 
 def image_to_tiles(image: ImageInput, min_tiles: int = 1, max_tiles: int = 12, use_thumbnail: bool = True, tile_size: int = TILE_SIZE) -> list[Image.Image]:
     """The official `dynamic_preprocess`: row-major crops of the best grid, then the thumbnail."""
-    rgb = load_image(image)
-    columns, rows = choose_grid(rgb.width, rgb.height, min_tiles, max_tiles, tile_size)
-    resized = rgb.resize((tile_size * columns, tile_size * rows), Image.Resampling.BICUBIC)
+    rgb, columns, rows, resized = _resized_to_grid(image, min_tiles, max_tiles, tile_size)
     tiles = [resized.crop(_tile_box(index, columns, tile_size)) for index in range(columns * rows)]
     if use_thumbnail and len(tiles) > 1:
         tiles.append(rgb.resize((tile_size, tile_size), Image.Resampling.BICUBIC))
@@ -69,9 +68,23 @@ def image_to_tiles(image: ImageInput, min_tiles: int = 1, max_tiles: int = 12, u
 
 
 def image_to_pixel_values(image: ImageInput, min_tiles: int = 1, max_tiles: int = 12, use_thumbnail: bool = True, tile_size: int = TILE_SIZE) -> torch.Tensor:
-    """Normalised tiles of one image, float32 [num_tiles, 3, tile_size, tile_size]."""
-    tiles = image_to_tiles(image, min_tiles, max_tiles, use_thumbnail, tile_size)
-    return torch.stack([normalize_tile(tile, tile_size) for tile in tiles])
+    """Normalised tiles of one image, float32 [num_tiles, 3, tile_size, tile_size].
+
+    The same values as `torch.stack([normalize_tile(t) for t in image_to_tiles(...)])`, made
+    without the per-tile PIL crops: the resized image becomes one uint8 array, each tile is a
+    view of it, and each tile channel is written straight into the output by the lookup table.
+    """
+    rgb, columns, rows, resized = _resized_to_grid(image, min_tiles, max_tiles, tile_size)
+    count = columns * rows
+    with_thumbnail = use_thumbnail and count > 1
+    pixels = np.empty((count + with_thumbnail, 3, tile_size, tile_size), dtype=np.float32)
+    canvas = np.asarray(resized)
+    for index in range(count):
+        left, top, right, bottom = _tile_box(index, columns, tile_size)
+        _normalise_into(canvas[top:bottom, left:right], pixels[index])
+    if with_thumbnail:
+        _normalise_into(np.asarray(rgb.resize((tile_size, tile_size), Image.Resampling.BICUBIC)), pixels[count])
+    return torch.from_numpy(pixels)
 
 
 def normalize_tile(tile: Image.Image, tile_size: int = TILE_SIZE) -> torch.Tensor:
@@ -80,13 +93,48 @@ def normalize_tile(tile: Image.Image, tile_size: int = TILE_SIZE) -> torch.Tenso
         tile = tile.convert("RGB")
     if tile.size != (tile_size, tile_size):  # crops already are; the thumbnail may not be
         tile = tile.resize((tile_size, tile_size), Image.Resampling.BICUBIC)
-    # In place on one channels-last float32 array (the same float32 operations, in the same order,
-    # as ToTensor + Normalize), then one transposing copy: about 2x faster than tensor ops.
-    pixels = np.asarray(tile, dtype=np.uint8).astype(np.float32)
-    pixels /= 255
-    pixels -= _MEAN
-    pixels /= _STD
-    return torch.from_numpy(np.ascontiguousarray(pixels.transpose(2, 0, 1)))
+    pixels = np.empty((3, tile_size, tile_size), dtype=np.float32)
+    _normalise_into(np.asarray(tile), pixels)
+    return torch.from_numpy(pixels)
+
+
+def _normalisation_table() -> np.ndarray:
+    """[3, 256] float32: the normalised value of every uint8 level, per channel.
+
+    Computed with ToTensor + Normalize's float32 operations in their order, ((x / 255) - mean) / std,
+    each rounded to float32 (x / 255 is float32 division by 255, not multiplication by 1/255).
+    Every pixel is one of these 768 values, so a lookup gives the same bits as the arithmetic.
+    """
+    levels = np.repeat(np.arange(256, dtype=np.float32)[:, None], 3, axis=1)
+    levels /= 255
+    levels -= _MEAN
+    levels /= _STD
+    table = np.ascontiguousarray(levels.T)
+    table.flags.writeable = False
+    return table
+
+
+_NORMALISED = _normalisation_table()
+
+
+def _normalise_into(rgb: np.ndarray, out: np.ndarray) -> None:
+    """Channels-last uint8 [H, W, 3] (a view is fine) -> normalised channels-first float32 `out` [3, H, W].
+
+    One table lookup per channel, written in place: about 8x faster than the float32 arithmetic
+    on a channels-last copy followed by a transposing copy. mode="clip" only spares numpy a
+    buffered range check; uint8 indices are always within the 256-entry table.
+    """
+    for channel in range(3):
+        np.take(_NORMALISED[channel], rgb[:, :, channel], out=out[channel], mode="clip")
+
+
+def _resized_to_grid(image: ImageInput, min_tiles: int, max_tiles: int, tile_size: int) -> tuple[Image.Image, int, int, Image.Image]:
+    """(RGB image, columns, rows, the RGB image resized to the grid) as `dynamic_preprocess` makes it."""
+    rgb = image if isinstance(image, Image.Image) and image.mode == "RGB" else load_image(image)  # convert() would only copy it
+    columns, rows = choose_grid(rgb.width, rgb.height, min_tiles, max_tiles, tile_size)
+    size = (tile_size * columns, tile_size * rows)
+    resized = rgb if rgb.size == size else rgb.resize(size, Image.Resampling.BICUBIC)  # resize() to the same size is a copy
+    return rgb, columns, rows, resized
 
 
 def choose_grid(width: int, height: int, min_tiles: int = 1, max_tiles: int = 12, tile_size: int = TILE_SIZE) -> tuple[int, int]:
