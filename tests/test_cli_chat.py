@@ -64,3 +64,32 @@ def test_interactive_chat_keeps_the_conversation_across_turns(checkpoint, monkey
     captured = capsys.readouterr()
     assert captured.out.count("\n") == 2  # two answers, one line each
     assert "error" not in captured.err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--delta", "abc", "hi"], "--delta must be 'model', 'auto' or a number in (0, 1], got 'abc'"),
+    (["--delta", "2", "hi"], "--delta must be in (0, 1], got 2.0"),
+])
+def test_bad_delta_is_one_line_before_loading(checkpoint, capsys, argv, message):
+    folder, image = checkpoint
+    assert main(["chat", "--model", str(folder), "--image", str(image), *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "Loading weights" not in err
+
+
+def test_max_new_tokens_must_be_positive(checkpoint, capsys):
+    folder, image = checkpoint
+    with pytest.raises(SystemExit) as exit_info:
+        main(["chat", "--model", str(folder), "--max-new-tokens", "0", "hi"])
+    assert exit_info.value.code == 2
+    assert "--max-new-tokens: must be at least 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, message", [(b"", "no questions"), (b"Colour?\n\xff\xfe?\n", ":2: not UTF-8 text")])
+def test_batch_file_problems_are_one_line(checkpoint, tmp_path, capsys, content, message):
+    folder, image = checkpoint
+    batch = tmp_path / "questions.txt"
+    batch.write_bytes(content)
+    assert main(["chat", "--model", str(folder), "--image", str(image), "--batch", str(batch)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err

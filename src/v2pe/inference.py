@@ -131,8 +131,8 @@ class Chat:
 
     def _warn_past_window(self, positions: torch.Tensor, max_new_tokens: int, delta: float) -> None:
         """A chosen delta may put the prompt past the trained window: say so (auto never does)."""
-        if self.delta == "auto" or not positions.numel():
-            return
+        if self.delta == "auto" or self.model is None or not positions.numel():
+            return  # no model: inputs prepared only (dry runs, scripted chats)
         reach, window = int(positions.max().ceil()) + max_new_tokens, self.trained_window()
         if reach > window:
             warnings.warn(f"at delta {delta:g} the prompt and {max_new_tokens} new tokens reach position {reach}, beyond the "

@@ -108,3 +108,29 @@ def test_native_checkpoint_loads(tmp_path):
     pixels = torch.randn(1, 3, 56, 56)
     with torch.no_grad():
         torch.testing.assert_close(reloaded(input_ids=ids, pixel_values=pixels).logits, model(input_ids=ids, pixel_values=pixels).logits)
+
+
+def truncate(path, fraction=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+
+
+def test_truncated_weights_are_named_by_load_model_and_convert(official_copy, tmp_path, capsys):
+    from v2pe.cli import main
+
+    truncate(official_copy / "model.safetensors")
+    with pytest.raises(CheckpointError, match=r"model\.safetensors: not a readable safetensors file, truncated or corrupt"):
+        load_model(official_copy)
+    assert main(["convert", str(official_copy), str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model.safetensors: not a readable safetensors file" in err[0]
+
+
+def test_truncated_shard_of_a_native_checkpoint_is_named(tmp_path):
+    folder = tmp_path / "native"
+    tiny_model(seed=0).save_pretrained(folder, max_shard_size="100KB")
+    shards = sorted(folder.glob("model-*.safetensors"))
+    assert len(shards) > 1
+    truncate(shards[-1], 0.3)
+    with pytest.raises(CheckpointError, match=rf"{shards[-1].name}: not a readable safetensors file"):
+        load_model(folder)

@@ -19,7 +19,7 @@ def register(subparsers) -> None:
     parser.add_argument("--delta", default="model", help="'model' (the checkpoint's delta, from rope_pos_id_stride; the official default), "
                         "'auto' (largest that fits the trained window) or a number in (0, 1] such as 0.25 or 1/16")
     parser.add_argument("--window", type=int, default=None, help="trained window in positions (default: from the checkpoint)")
-    parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--max-new-tokens", type=_positive_int, default=256, help="at most this many tokens per answer (>= 1)")
     parser.add_argument("--max-tiles", type=int, default=None, help="tiles per image (default: from the checkpoint)")
     parser.add_argument("--interactive", action="store_true", help="keep asking follow-up questions (multi-turn)")
     parser.add_argument("--batch", help="a text file with one question per line, all about the same images")
@@ -77,7 +77,16 @@ def build_chat(args):
 def _run_batch(chat, args) -> int:
     from pathlib import Path
 
-    questions = [line.strip() for line in Path(args.batch).read_text().splitlines() if line.strip()]
+    from v2pe.errors import DataError
+
+    try:
+        text = Path(args.batch).read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        line = Path(args.batch).read_bytes()[: error.start].count(b"\n") + 1
+        raise DataError(f"{args.batch}:{line}: not UTF-8 text ({error.reason} at byte {error.start})") from None
+    questions = [line.strip() for line in text.splitlines() if line.strip()]
+    if not questions:
+        raise DataError(f"{args.batch}: no questions (the file is empty; write one question per line)")
     conversations = [[{"from": "human", "value": _with_placeholders(q, len(args.image))}] for q in questions]
     replies = chat.generate(conversations, [args.image] * len(questions))
     for question, reply in zip(questions, replies):
@@ -85,6 +94,18 @@ def _run_batch(chat, args) -> int:
     print(f"[delta {chat.last_delta:g}, {chat.delta_source()}]", file=sys.stderr)
     sys.stdout.flush()
     return 0
+
+
+def _positive_int(text: str) -> int:
+    import argparse
+
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def _with_placeholders(question: str, num_images: int) -> str:

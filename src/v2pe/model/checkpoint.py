@@ -50,13 +50,23 @@ def weight_files(folder: Path) -> dict[str, Path]:
         for path in sorted(set(files.values())):
             if not path.is_file():
                 raise CheckpointError(f"{path}: shard listed in {INDEX_FILE} is missing")
+            safetensors_keys(path)  # a truncated or corrupt shard fails here, named
         return files
     if (folder / SINGLE_FILE).is_file():
-        with safe_open(folder / SINGLE_FILE, framework="pt") as handle:
-            return {key: folder / SINGLE_FILE for key in handle.keys()}
+        return {key: folder / SINGLE_FILE for key in safetensors_keys(folder / SINGLE_FILE)}
     pickled = sorted(p.name for p in folder.glob("*.bin")) + sorted(p.name for p in folder.glob("*.pt"))
     hint = f" (found {pickled}: only safetensors are loaded; re-save with safe_serialization=True)" if pickled else ""
     raise CheckpointError(f"{folder}: no {SINGLE_FILE} or {INDEX_FILE}{hint}")
+
+
+def safetensors_keys(path: Path) -> list[str]:
+    """The tensor names of a safetensors file; a truncated or corrupt file is a CheckpointError
+    naming it (safetensors checks on open that the header's byte ranges fit the file)."""
+    try:
+        with safe_open(path, framework="pt") as handle:
+            return list(handle.keys())
+    except Exception as error:  # noqa: BLE001 - SafetensorError derives from Exception only
+        raise CheckpointError(f"{path}: not a readable safetensors file, truncated or corrupt ({error})") from error
 
 
 def load_tensors(files: dict[str, Path], dtype: torch.dtype | None = None) -> dict[str, torch.Tensor]:
@@ -74,9 +84,9 @@ def load_tensors(files: dict[str, Path], dtype: torch.dtype | None = None) -> di
                         raise CheckpointError(f"{path}: key {key!r} is listed in the index but not in the file")
                     tensor = handle.get_tensor(key)
                     tensors[key] = tensor.to(dtype) if dtype is not None and tensor.is_floating_point() else tensor
-        except (OSError, RuntimeError, ValueError) as error:
-            if isinstance(error, CheckpointError):
-                raise
+        except CheckpointError:
+            raise
+        except Exception as error:  # noqa: BLE001 - SafetensorError derives from Exception only
             raise CheckpointError(f"{path}: cannot read safetensors ({error})") from error
     return tensors
 

@@ -30,6 +30,8 @@ from v2pe.model.official import (
 from v2pe.model.settings import V2PESettings
 
 IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+# What a converted SentencePiece tokenizer replaces (written by save_converted_tokenizer instead).
+CONVERTED_TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 
 @dataclass
 class NativeCheckpoint:
@@ -68,28 +70,60 @@ def convert_checkpoint(src: str | Path, dst: str | Path, dtype: torch.dtype | st
     """Write `src` (official or native) as a native checkpoint in `dst` (safetensors + config).
 
     `transformers.AutoModelForImageTextToText.from_pretrained(dst)` then loads it with no remote
-    code; tokenizer and generation files are copied alongside.
+    code, and `AutoTokenizer.from_pretrained(dst)` its tokenizer (an official SentencePiece
+    InternLM2 tokenizer is converted to `tokenizer.json`); no remote-code file or `auto_map` is
+    carried over. Everything is written to a staging folder beside `dst` and moved into place at
+    the end, so a failed write (a full disk) leaves no half checkpoint.
     """
     src, dst = Path(src), Path(dst)
     raw_config = read_config(src)
     resolved = _resolve_dtype(dtype, raw_config)
+    if not (is_official_config(raw_config) or raw_config.get("model_type") == "internvl"):
+        raise _unsupported_model_type(src, raw_config)
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise CheckpointError(f"{dst}: already exists and is not an empty folder; remove it or choose another output folder")
+    staging = dst.parent / f".{dst.name}.partial"
+    try:
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        _write_native(src, raw_config, resolved, staging)
+        copy_tokenizer_files(src, staging)
+        if dst.exists():
+            dst.rmdir()
+        staging.rename(dst)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise CheckpointError(f"{dst}: cannot write the converted checkpoint ({error.strerror or error}); nothing was written there") from error
+    return dst
+
+
+def _write_native(src: Path, raw_config: dict, dtype: torch.dtype | None, folder: Path) -> None:
     if is_official_config(raw_config):
-        checkpoint = read_official_checkpoint(src, raw_config, resolved, {})
+        checkpoint = read_official_checkpoint(src, raw_config, dtype, {})
         with torch.device("meta"):
             skeleton = V2PEInternVLForConditionalGeneration(checkpoint.config)
         tensors = {k: v.contiguous() for k, v in _checked_tensors(checkpoint, skeleton).items()}
-        dst.mkdir(parents=True, exist_ok=True)
-        save_file(tensors, str(dst / "model.safetensors"), metadata={"format": "pt"})
-        checkpoint.config.save_pretrained(dst)
-        mark_native_architecture(dst)
-    elif raw_config.get("model_type") == "internvl":
-        load_native(src, raw_config, resolved, {}).save_pretrained(dst)
+        save_file(tensors, str(folder / "model.safetensors"), metadata={"format": "pt"})
+        checkpoint.config.save_pretrained(folder)
+        mark_native_architecture(folder)
     else:
-        raise _unsupported_model_type(src, raw_config)
+        load_native(src, raw_config, dtype, {}).save_pretrained(folder)
+
+
+def copy_tokenizer_files(src: Path, dst: Path) -> None:
+    """The tokenizer and generation files: an official SentencePiece tokenizer converted to
+    `tokenizer.json` (chat template included, no `auto_map`), other files copied as they are."""
+    from v2pe.processing.internlm2_tokenizer import InternLM2SentencePieceTokenizer, load_tokenizer, save_converted_tokenizer
+
+    converted = False
+    if (src / "tokenizer.model").is_file() or (src / "tokenizer.json").is_file():
+        tokenizer = load_tokenizer(src)
+        if isinstance(tokenizer, InternLM2SentencePieceTokenizer):
+            save_converted_tokenizer(tokenizer, dst)
+            converted = True
     for name in TOKENIZER_FILES:
-        if (src / name).is_file():
+        if (src / name).is_file() and not (converted and name in CONVERTED_TOKENIZER_FILES):
             shutil.copy2(src / name, dst / name)
-    return dst
 
 
 def read_official_checkpoint(folder: Path, raw_config: dict, dtype: torch.dtype | None, token_ids: dict) -> NativeCheckpoint:

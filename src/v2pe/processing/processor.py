@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from v2pe.errors import CheckpointError, ConfigError, DataError
+from v2pe.errors import ConfigError, DataError
 from v2pe.positions import v2pe_position_ids
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
 from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
@@ -325,12 +325,9 @@ def _token_id(tokenizer, token: str) -> int:
 
 
 def _load_tokenizer(path: Path):
-    from transformers import AutoTokenizer
+    from v2pe.processing.internlm2_tokenizer import load_tokenizer
 
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: no loadable tokenizer ({err}); pass tokenizer= to Processor.from_pretrained") from err
+    return load_tokenizer(path)  # official SentencePiece folders converted, never remote code
 
 
 def _read_json(path: Path) -> dict:

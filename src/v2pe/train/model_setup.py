@@ -133,12 +133,13 @@ def build_processor(config: TrainConfig, model):
     if tokenizer_source == "byte":
         tokenizer = byte_tokenizer()
     else:
-        from transformers import AutoTokenizer
+        from v2pe.errors import CheckpointError
+        from v2pe.processing import load_tokenizer
 
         source = tokenizer_source or config.model.path
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
-        except (OSError, ValueError) as error:
+            tokenizer = load_tokenizer(source)  # official SentencePiece folders converted, no remote code
+        except CheckpointError as error:
             raise ConfigError(f"data.tokenizer: cannot load a tokenizer from {source} ({error}); set data.tokenizer to a tokenizer folder") from error
     vision = model.config.vision_config
     image_size = vision.image_size[0] if isinstance(vision.image_size, (list, tuple)) else vision.image_size
