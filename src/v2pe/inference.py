@@ -21,6 +21,7 @@ worded exactly like the stripped training text.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,16 @@ class Chat:
     window: int | None = None
     max_new_tokens: int = 512
     history: list[dict] = field(default_factory=list)
+    # Prompts longer than `chunked_prefill_above` tokens are prefilled `prefill_chunk_size` tokens
+    # at a time, their images encoded `vision_batch_size` tiles at a time (None: always one-shot).
+    prefill_chunk_size: int = 8192
+    chunked_prefill_above: int | None = 16384
+    vision_batch_size: int = 32
+    # transformers' KV cache: None (dynamic), "static", "offloaded" (CUDA), "quantized" (optimum-quanto,
+    # cache_config={"backend": "quanto", "nbits": 4}); all of them take V2PE's float positions.
+    cache_implementation: str | None = None
+    cache_config: dict | None = None
+    progress: bool = True  # a progress bar for chunked prefills (tokens done / total, tokens/s)
     last_delta: float | None = field(default=None, init=False)
 
     def ask(self, question: str, images: Sequence = (), history: Sequence[dict] | None = None, **generate_kwargs) -> str:
@@ -112,6 +123,7 @@ class Chat:
         self.last_delta = delta
         batch["position_ids"] = self.processor.position_ids(batch["input_ids"], batch["attention_mask"], delta)
         self._warn_past_window(batch["position_ids"], max_new_tokens, delta)
+        self._check_memory(batch["input_ids"], max_new_tokens)
         return {**batch, "delta": delta, "max_new_tokens": max_new_tokens}
 
     def resolve_delta(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int) -> float:
@@ -138,6 +150,16 @@ class Chat:
             warnings.warn(f"at delta {delta:g} the prompt and {max_new_tokens} new tokens reach position {reach}, beyond the "
                           f"trained window of {window} positions: answers may degrade (delta 'auto' fits the window)", stacklevel=3)
 
+    def _check_memory(self, input_ids: torch.Tensor, max_new_tokens: int) -> None:
+        """On a GPU, refuse before compute a prompt whose cache and activations cannot fit."""
+        if self.model is None:
+            return
+        from v2pe.planning import check_prompt_fits
+
+        chunk = self.prefill_chunk_size if self.uses_chunked_prefill(input_ids.shape[1]) else input_ids.shape[1]
+        attention = self.model.config.text_config._attn_implementation or "eager"
+        check_prompt_fits(self.model, input_ids, self.processor.image_context_id, max_new_tokens, chunk, self.vision_batch_size, attention)
+
     def model_delta(self) -> float:
         """The checkpoint's own delta (an official V2PE config's rope_pos_id_stride / 256; 1 otherwise)."""
         settings = getattr(self.model, "v2pe", None)
@@ -162,11 +184,26 @@ class Chat:
             return settings.trained_window
         return self.model.config.text_config.max_position_embeddings
 
+    def uses_chunked_prefill(self, prompt_length: int) -> bool:
+        """Long prompts are prefilled in chunks (one-shot below `chunked_prefill_above` tokens)."""
+        from v2pe.model.compat import SUPPORTS_CHUNKED_PREFILL
+
+        return self.chunked_prefill_above is not None and prompt_length > self.chunked_prefill_above and SUPPORTS_CHUNKED_PREFILL
+
     def _generate(self, inputs: dict, **generate_kwargs) -> torch.Tensor:
         device = self.model.device
         pixel_values = inputs["pixel_values"].to(device=device, dtype=self.model.dtype)
-        settings = {"do_sample": False, "eos_token_id": self.stop_token_ids(), "pad_token_id": self._pad_id(), **generate_kwargs}
-        with torch.inference_mode():
+        settings = {"do_sample": False, "eos_token_id": self.stop_token_ids(), "pad_token_id": self._pad_id()}
+        length = inputs["input_ids"].shape[1]
+        chunked = self.uses_chunked_prefill(length)
+        if chunked:
+            settings.update(prefill_chunk_size=self.prefill_chunk_size, vision_batch_size=self.vision_batch_size)
+        if self.cache_implementation is not None:
+            settings["cache_implementation"] = self.cache_implementation
+        if self.cache_config is not None:
+            settings["cache_config"] = self.cache_config
+        settings.update(generate_kwargs)
+        with torch.inference_mode(), prefill_progress(self.model, length, enabled=chunked and self.progress):
             return self.model.generate(
                 input_ids=inputs["input_ids"].to(device),
                 attention_mask=inputs["attention_mask"].to(device),
@@ -203,6 +240,29 @@ class Chat:
 
     def _pad_id(self) -> int:
         return self.processor.pad_token_id
+
+
+@contextlib.contextmanager
+def prefill_progress(model, total: int, enabled: bool = True):
+    """A tqdm bar of prompt tokens prefilled (and tokens/s), fed by a hook on the language model."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=total, unit="tok", unit_scale=True, desc="prefill", leave=False)
+
+    def count(module, args, kwargs):
+        embeds = kwargs.get("inputs_embeds")
+        if embeds is not None and bar.n < total:
+            bar.update(min(embeds.shape[1], total - bar.n))
+
+    hook = model.model.language_model.register_forward_pre_hook(count, with_kwargs=True)
+    try:
+        yield
+    finally:
+        hook.remove()
+        bar.close()
 
 
 def _left_pad(batch: dict) -> dict:

@@ -17,11 +17,11 @@ from v2pe.errors import V2PEError
 # Modules that only an optional extra installs, and that extra.
 EXTRA_OF_MODULE = {
     "editdistance": "eval", "rouge": "eval", "accelerate": "train", "tensorboard": "train",
-    "deepspeed": "deepspeed", "flash_attn": "ring", "ring_flash_attn": "ring", "lmms_eval": "lmms",
+    "deepspeed": "deepspeed", "flash_attn": "ring", "ring_flash_attn": "ring", "lmms_eval": "lmms", "optimum": "quant",
 }
 
 # Verb modules, in the order `v2pe --help` lists them.
-VERB_MODULES = ["demo", "chat", "convert", "positions", "data", "eval", "train", "bench"]
+VERB_MODULES = ["demo", "chat", "convert", "positions", "plan", "data", "eval", "train", "bench"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -23,6 +23,12 @@ def register(subparsers) -> None:
     parser.add_argument("--max-tiles", type=int, default=None, help="tiles per image (default: from the checkpoint)")
     parser.add_argument("--interactive", action="store_true", help="keep asking follow-up questions (multi-turn)")
     parser.add_argument("--batch", help="a text file with one question per line, all about the same images")
+    parser.add_argument("--prefill-chunk-size", type=_positive_int, default=8192, help="tokens per prefill chunk for long prompts")
+    parser.add_argument("--chunked-prefill-above", type=int, default=16384,
+                        help="prompts longer than this many tokens are prefilled in chunks (-1: always one-shot)")
+    parser.add_argument("--vision-batch-size", type=_positive_int, default=32, help="tiles per vision-tower batch in chunked prefill")
+    parser.add_argument("--cache", default="dynamic", choices=["dynamic", "static", "offloaded", "quantized"],
+                        help="KV cache: dynamic (default), static, offloaded (CUDA: layers wait on the CPU), quantized (4-bit, the 'quant' extra)")
     parser.add_argument("--dtype", default="auto", help="auto, float32, bfloat16")
     parser.add_argument("--device", default="cpu")
     parser.set_defaults(handler=run)
@@ -68,10 +74,13 @@ def build_chat(args):
     from v2pe.processing import Processor
 
     delta = parse_delta(args.delta)
+    cache = _cache_settings(args.cache)
     overrides = {"max_tiles": args.max_tiles} if args.max_tiles else {}
     processor = Processor.from_pretrained(args.model, **overrides)
     model = load_model(args.model, dtype=args.dtype, device=args.device)
-    return Chat(model, processor, delta=delta, window=args.window, max_new_tokens=args.max_new_tokens)
+    return Chat(model, processor, delta=delta, window=args.window, max_new_tokens=args.max_new_tokens,
+                prefill_chunk_size=args.prefill_chunk_size, vision_batch_size=args.vision_batch_size,
+                chunked_prefill_above=None if args.chunked_prefill_above < 0 else args.chunked_prefill_above, **cache)
 
 
 def _run_batch(chat, args) -> int:
@@ -94,6 +103,20 @@ def _run_batch(chat, args) -> int:
     print(f"[delta {chat.last_delta:g}, {chat.delta_source()}]", file=sys.stderr)
     sys.stdout.flush()
     return 0
+
+
+def _cache_settings(name: str) -> dict:
+    import importlib.util
+
+    from v2pe.errors import ConfigError
+
+    if name == "dynamic":
+        return {}
+    if name == "quantized":
+        if importlib.util.find_spec("optimum") is None or importlib.util.find_spec("optimum.quanto") is None:
+            raise ConfigError("--cache quantized needs the 'quant' extra (optimum-quanto): pip install 'v2pe[quant]'")
+        return {"cache_implementation": "quantized", "cache_config": {"backend": "quanto", "nbits": 4}}
+    return {"cache_implementation": name}
 
 
 def _positive_int(text: str) -> int:

@@ -15,6 +15,11 @@ the newest). When a release moves one of these, this module is the one to change
   hands and applies the official decode rule (`v2pe.positions.decode_position_ids`) on every release;
 * attention: `ALL_ATTENTION_FUNCTIONS` (the registry behind `AttentionInterface`) and the eager
   function each model module defines as `eager_attention_forward`;
+* chunked prefill: `generate(prefill_chunk_size=N)` slices `position_ids` per chunk and feeds
+  pre-encoded image features (`mm_encoder_outputs`, a `BaseModelOutputWithPooling` whose
+  `pooler_output` is [tiles, tokens, hidden]) to the chunks holding their placeholders. Releases
+  whose InternVL forward has no `mm_encoder_outputs` (5.0) cannot split images across chunks
+  (`SUPPORTS_CHUNKED_PREFILL`);
 * weight renaming on load: `conversion_mapping.get_model_conversion_mapping` and
   `core_model_loading.rename_source_key`, used to read a checkpoint's weights outside
   `from_pretrained` (exact resume).
@@ -34,6 +39,14 @@ _PARENT_FORWARD = inspect.signature(InternVLForConditionalGeneration.forward)
 _PARENT_GENERATE = inspect.signature(GenerationMixin.generate)
 CACHE_NAMES = ("cache", "past_key_values")
 CACHE_ARGUMENT = next(name for name in CACHE_NAMES if name in _PARENT_FORWARD.parameters)
+SUPPORTS_CHUNKED_PREFILL = "mm_encoder_outputs" in _PARENT_FORWARD.parameters
+
+
+def image_features_output(features: torch.Tensor):
+    """Pre-encoded image features [tiles, tokens, hidden] in the container `mm_encoder_outputs` takes."""
+    from transformers.modeling_outputs import BaseModelOutputWithPooling
+
+    return BaseModelOutputWithPooling(pooler_output=features)
 
 
 def bind_forward_arguments(args: tuple, kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -82,10 +82,30 @@ class V2PEInternVLForConditionalGeneration(compat.GenerationHooks, InternVLForCo
         mask = packed_causal_mask(sequence_ids, arguments["attention_mask"], dtype=self.dtype, boolean=implementation == "sdpa")
         return {**arguments, "attention_mask": mask}
 
-    def generate(self, *args, delta: DeltaSpec | None = None, **kwargs):
+    def encode_images(self, pixel_values: torch.Tensor, tiles_per_batch: int | None = None) -> torch.Tensor:
+        """Image features [tiles, tokens, hidden] from the vision tower and projector, `tiles_per_batch`
+        tiles at a time (all at once when None), so vision memory does not grow with the image count."""
+        step = tiles_per_batch or max(len(pixel_values), 1)
+        with torch.no_grad():
+            pieces = [self.model.get_image_features(pixel_values=pixel_values[i : i + step].to(self.device)).pooler_output
+                      for i in range(0, len(pixel_values), step)]
+        return torch.cat(pieces) if pieces else pixel_values.new_zeros(0)
+
+    def generate(self, *args, delta: DeltaSpec | None = None, vision_batch_size: int | None = None, **kwargs):
         """`GenerationMixin.generate` with V2PE prompt positions: computed with `delta` (default: the
-        model's) when none are given; the k-th new token sits at the last prompt position + k."""
+        model's) when none are given; the k-th new token sits at the last prompt position + k.
+
+        With `prefill_chunk_size=N` the prompt is prefilled N tokens at a time (transformers' own
+        chunked prefill, which slices the positions computed here for the whole prompt); the images
+        are then encoded before the prefill, `vision_batch_size` tiles at a time, and each chunk
+        receives the features of the placeholders it holds (a chunk may cut an image anywhere)."""
         arguments = compat.bind_generate_arguments(args, kwargs)
+        if arguments.get("pixel_values") is not None and (vision_batch_size or arguments.get("prefill_chunk_size")):
+            if not compat.SUPPORTS_CHUNKED_PREFILL:
+                raise PositionError("this transformers release cannot feed pre-encoded images to chunked prefill "
+                                    "(InternVL's forward has no mm_encoder_outputs): upgrade transformers, or drop prefill_chunk_size")
+            features = self.encode_images(arguments.pop("pixel_values"), vision_batch_size)
+            arguments["mm_encoder_outputs"] = {"image": compat.image_features_output(features)}
         input_ids = arguments.pop("input_ids", None)
         input_ids = arguments.pop("inputs", None) if input_ids is None else input_ids
         if input_ids is not None:
@@ -105,7 +125,7 @@ class V2PEInternVLForConditionalGeneration(compat.GenerationHooks, InternVLForCo
 
 # transformers reads these signatures (e.g. whether forward takes position_ids or mm_encoder_outputs).
 V2PEInternVLForConditionalGeneration.forward.__signature__ = compat.signature_with("forward", "sequence_ids")
-V2PEInternVLForConditionalGeneration.generate.__signature__ = compat.signature_with("generate", "delta")
+V2PEInternVLForConditionalGeneration.generate.__signature__ = compat.signature_with("generate", "delta", "vision_batch_size")
 
 
 def mark_native_architecture(folder: Path) -> None:
