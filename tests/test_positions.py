@@ -240,3 +240,41 @@ def test_choose_delta_serves_the_longest_row():
     mask = (ids != 0).long()
     # Longest row: 5 text-like tokens + 64 visual: max position 4 + ceil(64 d).
     assert choose_delta(ids, attention_mask=mask, image_start_id=S, image_end_id=E, window=40) == 0.5  # 4 + 32 = 36
+
+
+# ---------------------------------------------------------------------------- input checks
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool])
+def test_non_integer_ids_are_refused(dtype):
+    # float16 rounds 4097 and 4099 onto the marker ids 4096 and 4100: an image would be invented
+    ids = torch.tensor([5, 4097, 4099, 3]).to(dtype)
+    with pytest.raises(PositionError, match=rf"input_ids must be an integer tensor \(torch.long\), got {dtype}"):
+        v2pe_position_ids(ids, image_start_id=4096, image_end_id=4100)
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8])
+def test_every_integer_dtype_is_accepted(dtype):
+    ids = torch.tensor([T, S, C, C, E, T], dtype=dtype)
+    assert v2pe_position_ids(ids, image_start_id=S, image_end_id=E, delta=0.5).tolist() == [[0, 1, 1.5, 2, 3, 4]]
+
+
+@pytest.mark.parametrize("shape", [(0,), (0, 0), (1, 0), (3, 0), (0, 5)])
+def test_empty_input_gives_empty_float32_positions(shape):
+    ids = torch.zeros(shape, dtype=torch.long)
+    out = v2pe_position_ids(ids, torch.ones(shape), image_start_id=S, image_end_id=E, sequence_ids=torch.zeros(shape, dtype=torch.long))
+    expected = (1, 0) if shape == (0,) else shape
+    assert out.shape == expected and out.dtype == torch.float32
+    with pytest.raises(PositionError, match=r"delta must lie in \(0, 1\]"):
+        v2pe_position_ids(ids, image_start_id=S, image_end_id=E, delta=2.0)  # a bad delta is still an error
+
+
+def test_text_positions_past_2_pow_24_warn():
+    length = 2**24 + 3  # float32 holds every integer up to 2^24 only
+    ids = torch.full((length,), T, dtype=torch.long)
+    with pytest.warns(PositionPrecisionWarning, match=r"positions reach 16777218, past 2\^24 = 16777216"):
+        out = v2pe_position_ids(ids, image_start_id=S, image_end_id=E)
+    assert out[0, -3].item() == out[0, -2].item()  # the collision the warning is about
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PositionPrecisionWarning)
+        v2pe_position_ids(ids[: 2**24 + 1], image_start_id=S, image_end_id=E)  # last position 2^24: still exact

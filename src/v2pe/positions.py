@@ -42,7 +42,11 @@ DeltaSpec = float | str | torch.Tensor | Sequence[float]
 
 
 class PositionPrecisionWarning(UserWarning):
-    """float32 can no longer tell consecutive visual positions apart."""
+    """float32 can no longer tell consecutive positions apart (visual ones, or text ones past 2^24)."""
+
+
+#: float32 represents every integer up to 2^24 exactly, and no odd one above it.
+FLOAT32_EXACT_INTEGERS = 2**24
 
 
 def delta_from_stride(stride: float, tokens_per_tile: int = INTERNVL2_TOKENS_PER_TILE) -> float:
@@ -91,14 +95,21 @@ def v2pe_position_ids(
         sequence_ids: for packed rows, a sample id per token [B, L]; positions restart at 0
             wherever the id changes (see `sequence_ids_from_lengths`).
 
-    Rows may hold any number of images, zero included (text-only rows get 0..n-1).
+    Rows may hold any number of images, zero included (text-only rows get 0..n-1); an empty
+    input ([0], [B, 0] or [0, L]) gives an empty float32 tensor of that shape. Ids must be
+    integers: float ids near a marker id round onto it (float16 4097 is 4096) and would
+    invent images, so floating and bool dtypes are a PositionError.
     """
     ids = _as_batch(input_ids, "input_ids")
+    _check_integer_ids(ids)
     mask = None if attention_mask is None else _as_batch(attention_mask, "attention_mask").bool()
     if mask is not None and mask.shape != ids.shape:
         raise PositionError(f"attention_mask shape {tuple(mask.shape)} does not match input_ids shape {tuple(ids.shape)}")
     if mask is not None and bool(mask.all()):
         mask = None  # no padding: skip the masking passes
+    if ids.numel() == 0:
+        resolve_deltas(delta, 0, generator=generator, delta_choices=delta_choices)  # still a bad delta is an error
+        return torch.zeros(ids.shape, dtype=torch.float32, device=ids.device)
     images = _find_images(ids, image_start_id, image_end_id, sequence_ids)
     deltas = resolve_deltas(delta, len(images.starts), generator=generator, delta_choices=delta_choices, device=ids.device)
 
@@ -126,7 +137,7 @@ def v2pe_position_ids(
     if not dyadic:
         # Non-power-of-two deltas leave float noise on the text clock; text positions are integers.
         positions = torch.where(visual_shift.view_as(ids) != 0, positions, positions.round())
-    _warn_on_float32_collisions(positions.flatten()[images.starts], n_visual, deltas)
+    _warn_on_float32_collisions(positions, images.starts, n_visual, deltas)
     if mask is not None:
         positions.masked_fill_(~mask, padding_position)
     return positions.to(torch.float32)
@@ -180,6 +191,11 @@ def max_position(
     """The largest position of a sequence with this many text tokens (markers included)
     and images of these visual-token counts, at one delta; a closed form of the rule."""
     return num_text_tokens - 1 + sum(math.ceil(n * delta - _CEIL_SLACK) for n in visual_tokens_per_image)
+
+
+def _check_integer_ids(ids: torch.Tensor) -> None:
+    if ids.dtype.is_floating_point or ids.dtype.is_complex or ids.dtype == torch.bool:
+        raise PositionError(f"input_ids must be an integer tensor (torch.long), got {ids.dtype}: float ids can round onto the image marker ids")
 
 
 def _as_batch(tensor: torch.Tensor, name: str) -> torch.Tensor:
@@ -300,8 +316,20 @@ def _all_dyadic(deltas: torch.Tensor) -> bool:
     return bool((scaled == scaled.round()).all())
 
 
-def _warn_on_float32_collisions(image_starts: torch.Tensor, n_visual: torch.Tensor, deltas: torch.Tensor) -> None:
-    """Warn when an image's delta is below float32 spacing at its last position (RoPE sees ties)."""
+def _warn_on_float32_collisions(positions: torch.Tensor, image_starts: torch.Tensor, n_visual: torch.Tensor, deltas: torch.Tensor) -> None:
+    """Warn when float32 positions tie (RoPE sees ties): any position past 2^24 (text too), or an
+    image's delta below the float32 spacing at its last position. One max over the positions."""
+    largest = float(positions.max())
+    if largest > FLOAT32_EXACT_INTEGERS:
+        warnings.warn(
+            f"positions reach {largest:.0f}, past 2^24 = {FLOAT32_EXACT_INTEGERS}, where float32 cannot represent every "
+            "integer: consecutive positions collide; use a smaller delta or a shorter context "
+            "(RoPE reads float32 positions)",
+            PositionPrecisionWarning,
+            stacklevel=3,
+        )
+        return
+    image_starts = positions.flatten()[image_starts]
     has_tokens = n_visual > 0
     if not has_tokens.any():
         return

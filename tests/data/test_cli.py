@@ -26,7 +26,9 @@ def test_synthetic_build_and_stats(tmp_path, capsys):
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["histogram"]["count"] == 4 and stats["skipped"]["total"] == 0
     # an MM-NIAH file is measured as its prompt + answer: the same lengths as the training file
-    assert main(["data", "stats", str(tmp_path / "nd" / "counting-text.jsonl"), "--json", str(tmp_path / "niah.json"), *SMALL]) == 0
+    # (read on its own, its root is its folder; its images are the source's, beside it)
+    niah_file = str(tmp_path / "nd" / "counting-text.jsonl")
+    assert main(["data", "stats", niah_file, "--json", str(tmp_path / "niah.json"), "--allow-outside-root", *SMALL]) == 0
     niah = json.loads((tmp_path / "niah.json").read_text())
     assert niah["files"][0]["format"] == "mmniah"
     assert niah["files"][0]["tokens"] == stats["files"][0]["tokens"]
@@ -38,13 +40,13 @@ def test_stats_counts_skips_and_strict_stops_with_one_line(tmp_path, synthetic_d
         record["image"] = str(synthetic_dir / record["image"])
     records[2]["image"] = str(tmp_path / "none.png")
     path = write_lines(tmp_path / "bad.jsonl", records + ["{bad json"])
-    assert main(["data", "stats", str(path), *SMALL]) == 0
+    assert main(["data", "stats", str(path), "--allow-outside-root", *SMALL]) == 0
     out = capsys.readouterr().out
     assert "skipped 2 samples: invalid_json 1, missing_image 1" in out
-    assert main(["data", "stats", str(path), "--strict", *SMALL]) == 2
+    assert main(["data", "stats", str(path), "--strict", "--allow-outside-root", *SMALL]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]  # after the progress bar
     assert err.startswith("v2pe data: error: ") and f"{path}:3 (id synthetic-000002), field 'image'" in err
-    assert main(["data", "stats", str(path), "--max-length", "100", *SMALL]) == 0
+    assert main(["data", "stats", str(path), "--max-length", "100", "--allow-outside-root", *SMALL]) == 0
     assert "too_long 3" in capsys.readouterr().out
 
 

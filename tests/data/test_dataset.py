@@ -96,7 +96,8 @@ def broken(tmp_path, synthetic_dir):
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
     records[2]["image"] = str(tmp_path / "corrupt.png")
     annotation = write_lines(tmp_path / "broken.jsonl", records)
-    return write_meta(tmp_path / "meta.json", {"broken": {"root": str(synthetic_dir), "annotation": str(annotation)}}), annotation
+    entry = {"root": str(synthetic_dir), "annotation": str(annotation), "allow_outside_root": True}  # corrupt.png is elsewhere
+    return write_meta(tmp_path / "meta.json", {"broken": entry}), annotation
 
 
 def test_missing_and_corrupt_images_name_file_line_and_field(broken, processor):

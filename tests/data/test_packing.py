@@ -251,7 +251,8 @@ def test_packed_dataset_counts_skips(tmp_path, synthetic_dir, processor):
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     records[1]["image"] = str(tmp_path / "corrupt.png")  # header unreadable: found when measuring
     records[4]["image"] = "images/gone.png"
-    meta = write_meta(tmp_path / "meta.json", {"d": {"root": str(synthetic_dir), "annotation": str(write_lines(tmp_path / "d.jsonl", records))}})
+    entry = {"root": str(synthetic_dir), "annotation": str(write_lines(tmp_path / "d.jsonl", records)), "allow_outside_root": True}
+    meta = write_meta(tmp_path / "meta.json", {"d": entry})
     with pytest.raises(SampleError, match=r"d\.jsonl:2 \(id synthetic-000001\), field 'image': cannot read image"):
         PackedDataset(SupervisedDataset(meta, processor), 10_000)
     data = SupervisedDataset(meta, processor, skip_bad=True)

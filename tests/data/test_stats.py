@@ -36,7 +36,7 @@ def test_repeat_time_is_reported_as_effective_samples(tmp_path, synthetic_dir, p
 
 def test_mmniah_records_are_measured_as_prompt_plus_answer(tmp_path, synthetic_dir, processor):
     path = write_lines(tmp_path / "niah_ok.jsonl", [{**NIAH, "images_list": [str(synthetic_dir / "images/000000.png")]}])
-    stats = collect_stats(path, processor)
+    stats = collect_stats(path, processor, allow_outside_root=True)
     query = NIAH["context"] + NIAH["question"] + "\nAnswer the question using a single word or phrase."
     expected = len(processor.encode([{"from": "human", "value": query}, {"from": "gpt", "value": "apple"}], [synthetic_dir / "images/000000.png"])["input_ids"])
     assert stats.files[0].format == "mmniah" and stats.lengths == [expected]
@@ -59,7 +59,7 @@ def test_mmniah_errors_name_file_line_and_field(tmp_path, synthetic_dir, process
     lines = [json.dumps({**NIAH, "images_list": [str(synthetic_dir / "images/000000.png")]}), json.dumps({**bad, "images_list": [str(synthetic_dir / p) for p in bad["images_list"]]})]
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(SampleError) as error:
-        collect_stats(path, processor, skip_bad=False)
+        collect_stats(path, processor, skip_bad=False, allow_outside_root=True)
     assert f"{path}:2 (id 0)" in str(error.value) and field in str(error.value) and error.value.reason == reason
-    stats = collect_stats(path, processor)
+    stats = collect_stats(path, processor, allow_outside_root=True)
     assert len(stats.lengths) == 1 and dict(stats.report.counts) == {reason: 1}

@@ -51,6 +51,10 @@ def register(subparsers) -> None:
     stats.add_argument("path", help="an annotation .jsonl (official or MM-NIAH) or a meta .json")
     stats.add_argument("--strict", action="store_true", help="stop at the first bad sample instead of counting it")
     stats.add_argument("--max-length", type=int, help="count samples longer than this as too_long")
+    stats.add_argument("--max-sample-bytes", type=int, help="count annotation lines longer than this as too_long, unread "
+                       "(default: 16 bytes per token of --max-length, else 16 MiB)")
+    stats.add_argument("--allow-outside-root", action="store_true", help="let image paths leave the dataset root (the meta "
+                       "file's root, or the JSONL file's folder); by default such samples are outside_root errors")
     stats.add_argument("--json", help="also write the statistics to this JSON file")
     _processor_arguments(stats)
     stats.set_defaults(handler=run_stats)
@@ -65,6 +69,8 @@ def _build_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=0.05, help="allowed relative deviation from the target (default 0.05)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-bad", action="store_true", help="skip (and count) bad source samples instead of stopping")
+    parser.add_argument("--allow-outside-root", action="store_true", help="let source image paths leave --source-root "
+                        "(by default such samples are outside_root errors)")
     _processor_arguments(parser)
 
 
@@ -114,7 +120,7 @@ def _source(args):
     from v2pe.data.builders import load_source
 
     report = SkipReport()
-    source = load_source(args.source, args.source_root, skip_bad=args.skip_bad, report=report)
+    source = load_source(args.source, args.source_root, skip_bad=args.skip_bad, report=report, allow_outside_root=args.allow_outside_root)
     if report:
         print(report.summary())
     return source
@@ -158,7 +164,10 @@ def run_needle(args) -> int:
 def run_stats(args) -> int:
     from v2pe.data.stats import collect_stats, write_stats
 
-    stats = collect_stats(args.path, make_processor(args, max_length=args.max_length), skip_bad=not args.strict, progress=True)
+    stats = collect_stats(
+        args.path, make_processor(args, max_length=args.max_length), skip_bad=not args.strict, progress=True,
+        allow_outside_root=args.allow_outside_root, max_sample_bytes=args.max_sample_bytes,
+    )
     print(stats.table())
     if args.json:
         print(f"wrote {write_stats(args.json, stats)}")

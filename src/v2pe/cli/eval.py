@@ -32,8 +32,9 @@ def register_score(commands) -> None:
         help="score a JSONL file of {scorer, prediction, answer, extra, source} lines",
         description="Add a 'score' to every line of FILE.jsonl using the named scorer (see "
         "v2pe.eval.scorers.scorer_names()). Unscorable predictions get score 0 and a 'score_error'; "
-        "a malformed line stops with its file and line number. Without --out the scored lines go to "
-        "stdout; a per-scorer summary goes to stderr.",
+        "a malformed line (bad UTF-8 or JSON, missing fields, an answer whose type does not fit a scorer "
+        "named for a type, such as mmniah_is_correct_str) stops with its file and line number. Without "
+        "--out the scored lines go to stdout; a per-scorer summary goes to stderr.",
     )
     score.add_argument("file", type=Path, metavar="FILE.jsonl", help="input JSONL file")
     score.add_argument("--out", type=Path, default=None, metavar="OUT.jsonl", help="write scored lines here")
@@ -106,6 +107,7 @@ def register_runners(commands) -> None:
 def run_runner(args) -> int:
     import sys
 
+    from v2pe.errors import make_output_folder
     from v2pe.eval.runners import load_tasks, run_loaded
     from v2pe.eval.runners.base import stderr_progress
     from v2pe.inference import Chat
@@ -123,6 +125,7 @@ def run_runner(args) -> int:
     options = {k: v for k, v in options.items() if v is not None}
     processor = Processor.from_pretrained(args.model)
     tasks = load_tasks(args.benchmark, args.data, processor, args.tasks, args.limit, **options)  # fails before the model loads
+    make_output_folder(args.out)  # a file in the way, say so before the model loads
     total = sum(len(t.samples) for t in tasks)
     stderr_progress(f"{args.benchmark}: {len(tasks)} task(s), {total} samples read and checked; loading {args.model}")
     chat = Chat(load_model(args.model, dtype=args.dtype, device=args.device), processor, delta=delta, window=args.window)

@@ -11,10 +11,18 @@ Meta JSON (reference-spec 4.3): a dict name -> dataset entry with keys
 | `length` | int | informational (number of lines); unused |
 | `max_dynamic_patch` | int >= 1 | per-dataset tile limit |
 | `dynamic_image_size` | bool | False: one tile per image |
+| `allow_outside_root` | bool | v2pe's own key: let image paths leave `root` (default false) |
 
 Any other key is a ConfigError naming the file, the dataset and the key. Relative `root` and
 `annotation` paths are resolved against the meta file's folder (the official code uses the
-working directory; resolving against the file keeps a data folder movable).
+working directory; resolving against the file keeps a data folder movable). `repeat_time`
+must leave at least one sample and at most MAX_EXPANDED_SAMPLES (checked when the dataset is
+built, naming the meta file and the dataset).
+
+Image paths stay inside the dataset's `root` (the annotation file's folder when a JSONL is
+read on its own): a path that leaves it (`../../etc/passwd`, an absolute path elsewhere) is an
+`outside_root` SampleError unless `allow_outside_root` is set (`resolve_image_path`, the one
+place that turns an annotation's image string into a file).
 
 JSONL line (reference-spec 4.4): `{"id": ..., "image": str | [str, ...] (absent: pure
 text), "conversations": [{"from": "human", "value": "...<image>..."}, {"from": "gpt", ...},
@@ -24,13 +32,16 @@ images, except that a single image with no placeholder is allowed (the processor
 
 Every problem with a line raises `SampleError` (a DataError) naming the file, the 1-based
 line and the field, and carrying a `reason` key; with `skip_bad=True` the line is dropped and
-counted in a `SkipReport` instead.
+counted in a `SkipReport` instead. Lines are read by `v2pe.errors.iter_json_lines` (bad UTF-8
+and bad JSON name file:line) and a line longer than `sample_byte_limit` bytes is refused as
+`too_long` before it is parsed or tokenised.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import random
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -38,15 +49,37 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-from v2pe.errors import ConfigError, DataError
+from v2pe.errors import (  # noqa: F401  (reasons, SampleError and parse_json_object re-exported)
+    INVALID_JSON,
+    INVALID_UTF8,
+    NOT_AN_OBJECT,
+    TOO_LONG,
+    ConfigError,
+    DataError,
+    SampleError,
+    iter_json_lines,
+    output_file,
+    parse_json_object,
+    read_json_file,
+)
 
 IMAGE_PLACEHOLDER = "<image>"
 
-META_KEYS = ("root", "annotation", "data_augment", "repeat_time", "length", "max_dynamic_patch", "dynamic_image_size")
+META_KEYS = ("root", "annotation", "data_augment", "repeat_time", "length", "max_dynamic_patch", "dynamic_image_size", "allow_outside_root")
 
-# Skip reasons (the keys of SkipReport.counts).
-INVALID_JSON = "invalid_json"
-NOT_AN_OBJECT = "not_an_object"
+#: The most items repeat_time may expand one dataset to: the index alone takes 16 bytes per item.
+MAX_EXPANDED_SAMPLES = 10**8
+
+#: Bytes one annotation line may take per token of max_length. Generous: UTF-8 CJK text with
+#: JSON \u escapes stays under 10 bytes per token; the point is to refuse a 50 MB line before
+#: tokenising it (minutes and gigabytes), not to trim real samples.
+BYTES_PER_TOKEN = 16
+#: The line limit when no max_length is set (about a million tokens of text).
+DEFAULT_MAX_SAMPLE_BYTES = 16 * 2**20
+LINE_LIMIT_HINT = "raise max_length, or max_sample_bytes (--max-sample-bytes), to read it"
+
+# Skip reasons (the keys of SkipReport.counts); the reader's own (INVALID_UTF8, INVALID_JSON,
+# NOT_AN_OBJECT, TOO_LONG) are imported from v2pe.errors and re-exported here.
 MISSING_FIELD = "missing_field"
 WRONG_TYPE = "wrong_type"
 INVALID_CONVERSATION = "invalid_conversation"
@@ -54,22 +87,12 @@ IMAGE_COUNT_MISMATCH = "image_count_mismatch"
 UNSUPPORTED = "unsupported"
 MISSING_IMAGE = "missing_image"
 CORRUPT_IMAGE = "corrupt_image"
-TOO_LONG = "too_long"
+OUTSIDE_ROOT = "outside_root"
 OVER_BUDGET = "over_budget"
 
 
 # --------------------------------------------------------------------------------------------
-# errors and skip accounting
-
-
-class SampleError(DataError):
-    """A bad annotation line or sample: the message names file, line and field; `reason` is a
-    short key such as "missing_image" under which a skip is counted."""
-
-    def __init__(self, message: str, reason: str, where: str = ""):
-        super().__init__(f"{where}: {message}" if where else message)
-        self.reason = reason
-        self.where = where
+# skip accounting (SampleError lives in v2pe.errors, beside the reader that raises it)
 
 
 @dataclass
@@ -88,6 +111,10 @@ class SkipReport:
 
     def add_error(self, error: SampleError) -> None:
         self.add(error.reason, str(error))
+
+    def on_bad(self, skip_bad: bool):
+        """The reader's `on_bad`: count (skip_bad) or None (raise)."""
+        return self.add_error if skip_bad else None
 
     def merge(self, other: SkipReport | Mapping[str, int]) -> None:
         if isinstance(other, SkipReport):
@@ -136,17 +163,17 @@ class DatasetSpec:
     max_dynamic_patch: int | None = None
     dynamic_image_size: bool | None = None
     meta_file: Path | None = None
+    allow_outside_root: bool = False
+
+    def where(self) -> str:
+        """"meta.json: dataset 'name'" for error messages."""
+        return f"{self.meta_file}: dataset {self.name!r}" if self.meta_file else f"dataset {self.name!r}"
 
 
 def load_meta(path: str | PathLike) -> list[DatasetSpec]:
     """The datasets of a meta JSON file, in file order; ConfigError on anything unexpected."""
     path = Path(path)
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError as err:
-        raise ConfigError(f"{path}: meta file not found") from err
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ConfigError(f"{path}: not valid JSON ({err})") from err
+    meta = read_json_file(path, "meta file", ConfigError)
     if not isinstance(meta, dict) or not meta:
         raise ConfigError(f"{path}: a meta file is a non-empty JSON object of dataset name -> entry")
     return [parse_meta_entry(name, entry, path) for name, entry in meta.items()]
@@ -172,6 +199,8 @@ def parse_meta_entry(name: str, entry: object, meta_file: Path) -> DatasetSpec:
     repeat_time = _meta_value(entry, "repeat_time", (int, float), where, default=1.0)
     if not math.isfinite(repeat_time) or repeat_time <= 0:
         raise ConfigError(f"{where}: key 'repeat_time' must be a number > 0, got {repeat_time!r}")
+    if repeat_time > MAX_EXPANDED_SAMPLES:
+        raise ConfigError(f"{where}: key 'repeat_time' {repeat_time:g} would make more than {MAX_EXPANDED_SAMPLES:.0e} samples of even one line")
     length = _meta_value(entry, "length", int, where, default=None)
     if length is not None and length < 0:
         raise ConfigError(f"{where}: key 'length' must be >= 0, got {length}")
@@ -188,6 +217,7 @@ def parse_meta_entry(name: str, entry: object, meta_file: Path) -> DatasetSpec:
         max_dynamic_patch=max_patch,
         dynamic_image_size=_meta_value(entry, "dynamic_image_size", bool, where, default=None),
         meta_file=meta_file,
+        allow_outside_root=_meta_value(entry, "allow_outside_root", bool, where, default=False),
     )
 
 
@@ -198,8 +228,8 @@ def write_meta(path: str | PathLike, datasets: Mapping[str, Mapping[str, object]
         unknown = sorted(set(entry) - set(META_KEYS))
         if unknown:
             raise ConfigError(f"{path}: dataset {name!r}: unknown key {unknown[0]!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(datasets), indent=2, ensure_ascii=False) + "\n")
+    with output_file(path) as temporary:
+        temporary.write_text(json.dumps(dict(datasets), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return path
 
 
@@ -255,63 +285,73 @@ def read_annotations(
     skip_bad: bool = False,
     report: SkipReport | None = None,
     check_images: bool = False,
+    allow_outside_root: bool = False,
+    max_sample_bytes: int | None = DEFAULT_MAX_SAMPLE_BYTES,
 ) -> list[Sample]:
     """All samples of a JSONL annotation file, validated line by line.
 
-    `root` prefixes relative image paths (default: the file's folder). A bad line raises
-    SampleError naming file, line and field, or with `skip_bad` is counted in `report` and
-    dropped. `check_images` also checks that every image file exists (missing_image).
+    `root` prefixes relative image paths (default: the file's folder); image paths must stay
+    inside it unless `allow_outside_root`. A line longer than `max_sample_bytes` is refused
+    (too_long; None: no limit). A bad line raises SampleError naming file, line and field, or
+    with `skip_bad` is counted in `report` and dropped. `check_images` also checks that every
+    image file exists (missing_image).
     """
     path = Path(path)
     root = Path(root) if root is not None else path.parent
+    report = report if report is not None else SkipReport()
     samples = []
-    for sample in iter_annotations(path, root, skip_bad=skip_bad, report=report):
+    lines = iter_annotations(path, root, skip_bad=skip_bad, report=report, allow_outside_root=allow_outside_root, max_sample_bytes=max_sample_bytes)
+    for sample in lines:
         if check_images:
             missing = next((k for k, image in enumerate(sample.images) if not image.is_file()), None)
             if missing is not None:
                 error = SampleError(f"image file not found: {sample.images[missing]}", MISSING_IMAGE, sample.where(image_field(sample, missing)))
                 if not skip_bad:
                     raise error
-                if report is not None:
-                    report.add_error(error)
+                report.add_error(error)
                 continue
         samples.append(sample)
     return samples
 
 
-def iter_annotations(path: Path, root: Path, *, skip_bad: bool = False, report: SkipReport | None = None) -> Iterator[Sample]:
-    try:
-        handle = path.open(encoding="utf-8")
-    except FileNotFoundError as err:
-        raise DataError(f"{path}: annotation file not found") from err
-    with handle:
-        for line_number, text in enumerate(handle, start=1):
-            if not text.strip():
-                continue
-            try:
-                yield parse_sample(text, path, line_number, root)
-            except SampleError as error:
-                if not skip_bad:
-                    raise
-                if report is not None:
-                    report.add_error(error)
+def iter_annotations(
+    path: Path,
+    root: Path,
+    *,
+    skip_bad: bool = False,
+    report: SkipReport | None = None,
+    allow_outside_root: bool = False,
+    max_sample_bytes: int | None = DEFAULT_MAX_SAMPLE_BYTES,
+) -> Iterator[Sample]:
+    report = report if report is not None else SkipReport()
+    records = iter_json_lines(path, max_line_bytes=max_sample_bytes, limit_hint=LINE_LIMIT_HINT, on_bad=report.on_bad(skip_bad), what="annotation file")
+    for line_number, record in records:
+        try:
+            yield sample_from_record(record, path, line_number, root, allow_outside_root)
+        except SampleError as error:
+            if not skip_bad:
+                raise
+            report.add_error(error)
 
 
-def parse_json_object(text: str, where: str) -> dict:
-    """One JSONL line as a JSON object; SampleError (invalid JSON / not an object) names `where`."""
-    try:
-        record = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise SampleError(f"not valid JSON ({err.msg} at column {err.colno})", INVALID_JSON, where) from err
-    if not isinstance(record, dict):
-        raise SampleError(f"a sample is a JSON object, got {type(record).__name__}", NOT_AN_OBJECT, where)
-    return record
+def sample_byte_limit(max_length: int | None, max_sample_bytes: int | None = None) -> int:
+    """Bytes one annotation line may take: `max_sample_bytes` if given, else BYTES_PER_TOKEN
+    per token of max_length, else DEFAULT_MAX_SAMPLE_BYTES."""
+    if max_sample_bytes is not None:
+        if max_sample_bytes < 1:
+            raise ConfigError(f"max_sample_bytes must be >= 1, got {max_sample_bytes}")
+        return int(max_sample_bytes)
+    return BYTES_PER_TOKEN * int(max_length) if max_length else DEFAULT_MAX_SAMPLE_BYTES
 
 
-def parse_sample(text: str, file: Path, line: int, root: Path) -> Sample:
+def parse_sample(text: str | bytes, file: Path, line: int, root: Path, allow_outside_root: bool = False) -> Sample:
     """Validate one JSONL line; SampleError names file, line and field."""
+    return sample_from_record(parse_json_object(text, f"{file}:{line}"), file, line, root, allow_outside_root)
+
+
+def sample_from_record(record: dict, file: Path, line: int, root: Path, allow_outside_root: bool = False) -> Sample:
+    """Validate one parsed JSONL object; SampleError names file, line and field."""
     where = f"{file}:{line}"
-    record = parse_json_object(text, where)
     sample_id = record.get("id")
     if sample_id is not None:
         if not isinstance(sample_id, (str, int)) or isinstance(sample_id, bool):
@@ -321,7 +361,7 @@ def parse_sample(text: str, file: Path, line: int, root: Path) -> Sample:
     if "video" in record:
         raise SampleError("video samples are not supported", UNSUPPORTED, f"{where}, field 'video'")
     conversations = _conversations(record, where)
-    images = _images(record, where, root)
+    images = _images(record, where, root, allow_outside_root)
     metadata = record.get("metadata")
     if metadata is not None and not isinstance(metadata, dict):
         raise SampleError(f"must be an object, got {type(metadata).__name__}", WRONG_TYPE, f"{where}, field 'metadata'")
@@ -361,7 +401,7 @@ def _conversations(record: dict, where: str) -> list[dict]:
     return conversations
 
 
-def _images(record: dict, where: str, root: Path) -> list[Path]:
+def _images(record: dict, where: str, root: Path, allow_outside_root: bool) -> list[Path]:
     value = record.get("image")
     if value is None:
         return []
@@ -375,8 +415,31 @@ def _images(record: dict, where: str, root: Path) -> list[Path]:
             raise SampleError(f"must be a non-empty path string, got {json.dumps(item)[:80]}", WRONG_TYPE, field_name)
         if "://" in item or item.startswith("s3:"):
             raise SampleError(f"remote images are not supported: {item}", UNSUPPORTED, field_name)
-        images.append(_resolve(root, item))
+        images.append(resolve_image_path(root, item, field_name, allow_outside_root))
     return images
+
+
+def resolve_image_path(root: Path, value: str, where: str, allow_outside_root: bool = False) -> Path:
+    """The file an annotation's image path names: `root / value` (absolute paths as they are),
+    refused (outside_root) when it leaves `root` and `allow_outside_root` is not set.
+
+    The check is on the path as written (`..` folded, symlinks not followed): a symlinked
+    image folder inside the root is the data owner's choice; `../../etc/passwd` in an
+    annotation line is not."""
+    path = _resolve(root, value)
+    if not allow_outside_root and not is_inside(path, root):
+        raise SampleError(
+            f"image path {value!r} resolves outside the data root {root}; set \"allow_outside_root\": true for this dataset "
+            "in the meta file (or pass --allow-outside-root) if that is intended",
+            OUTSIDE_ROOT,
+            where,
+        )
+    return path
+
+
+def is_inside(path: Path, root: Path) -> bool:
+    """Whether `path`, with `..` folded (no symlinks followed), lies inside `root`."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
 
 
 def image_field(sample: Sample, index: int) -> str:
@@ -403,11 +466,29 @@ def repeat_indices(num_lines: int, repeat_time: float, rng: random.Random) -> li
     return indices
 
 
+def repeated_count(spec: DatasetSpec, num_lines: int) -> int:
+    """How many items `repeat_indices` makes of a dataset's lines; ConfigError naming the meta
+    file and the dataset when that is none (an empty file, or a repeat_time that rounds to 0)
+    or more than MAX_EXPANDED_SAMPLES."""
+    if num_lines == 0:
+        raise ConfigError(f"{spec.where()}: no usable samples in {spec.annotation} (an empty file, or every line skipped)")
+    whole = int(spec.repeat_time)
+    count = num_lines * whole + int(num_lines * (spec.repeat_time - whole))
+    if count == 0:
+        raise ConfigError(
+            f"{spec.where()}: repeat_time {spec.repeat_time:g} of {num_lines} samples keeps 0 samples; "
+            f"use a repeat_time of at least {1 / num_lines:.3g}"
+        )
+    if count > MAX_EXPANDED_SAMPLES:
+        raise ConfigError(f"{spec.where()}: repeat_time {spec.repeat_time:g} of {num_lines} samples makes {count} samples, more than {MAX_EXPANDED_SAMPLES}")
+    return count
+
+
 def write_jsonl(path: str | PathLike, records: Iterable[Mapping]) -> Path:
-    """Write records one JSON object per line (UTF-8, non-ASCII kept)."""
+    """Write records one JSON object per line (UTF-8, non-ASCII kept); OutputError naming the
+    file when it cannot be written (no partial file is left)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as handle:
+    with output_file(path) as temporary, temporary.open("w", encoding="utf-8") as handle:
         for record in records:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     return path

@@ -50,6 +50,8 @@ from v2pe.data.annotations import (
     load_meta,
     read_annotations,
     repeat_indices,
+    repeated_count,
+    sample_byte_limit,
 )
 from v2pe.data.lengths import LengthMeter
 from v2pe.errors import ConfigError, DataError
@@ -104,6 +106,21 @@ def training_conversation(sample: Sample) -> list[dict]:
     return turns
 
 
+def load_sample_image(path: str | PathLike, where: str) -> Image.Image:
+    """The one check of an image file, used by training and by `v2pe data stats` alike: a full
+    decode (a header alone does not show a truncated PNG or JPEG); SampleError missing_image or
+    corrupt_image naming `where` otherwise."""
+    try:
+        return load_image(path)
+    except DataError as err:
+        raise image_error(err, path, where) from err
+
+
+def image_error(err: DataError, path: str | PathLike, where: str) -> SampleError:
+    """An unreadable image as a SampleError: missing_image when the file is absent, else corrupt_image."""
+    return SampleError(str(err), MISSING_IMAGE if not Path(path).exists() else CORRUPT_IMAGE, where)
+
+
 def _first_human(conversations: Sequence[dict]) -> int:
     return next(i for i, turn in enumerate(conversations) if turn.get("from") == "human")
 
@@ -138,6 +155,11 @@ class SupervisedDataset(torch.utils.data.Dataset):
         shuffle: a seeded permutation of all items (else datasets in meta order, lines in file order).
         skip_bad: skip and count bad samples instead of raising.
         check_images: check at build time that every image file exists (one stat per image).
+        max_sample_bytes: the longest annotation line read (default: 16 bytes per token of the
+            processor's max_length; see `annotations.sample_byte_limit`).
+
+    Every dataset must give at least one item and at most MAX_EXPANDED_SAMPLES after
+    repeat_time (ConfigError naming the meta file and the dataset).
     """
 
     def __init__(
@@ -153,6 +175,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         max_retries: int = 10,
         check_images: bool = False,
         report: SkipReport | None = None,
+        max_sample_bytes: int | None = None,
     ):
         if isinstance(delta, str) and delta != "random":
             raise ConfigError(f"delta must be 'random' or a number in (0, 1], got {delta!r}")
@@ -162,11 +185,20 @@ class SupervisedDataset(torch.utils.data.Dataset):
         self.seed, self.skip_bad, self.max_retries = int(seed), skip_bad, max_retries
         self.report = report if report is not None else SkipReport()
         specs = load_meta(meta) if isinstance(meta, (str, PathLike)) else list(meta)
+        line_limit = sample_byte_limit(processor.max_length, max_sample_bytes)
         self.sources = [
-            _Source(spec, read_annotations(spec.annotation, spec.root, skip_bad=skip_bad, report=self.report, check_images=check_images), processor_for_dataset(processor, spec))
+            _Source(spec, self._read(spec, check_images, line_limit), processor_for_dataset(processor, spec))
             for spec in specs
         ]
         self.index = self._build_index(shuffle)
+
+    def _read(self, spec: DatasetSpec, check_images: bool, line_limit: int) -> list[Sample]:
+        samples = read_annotations(
+            spec.annotation, spec.root, skip_bad=self.skip_bad, report=self.report, check_images=check_images,
+            allow_outside_root=spec.allow_outside_root, max_sample_bytes=line_limit,
+        )
+        repeated_count(spec, len(samples))  # empty, rounds to 0 or too many: say so now, not in the sampler
+        return samples
 
     def _build_index(self, shuffle: bool) -> np.ndarray:
         rows = []
@@ -236,12 +268,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         return item
 
     def _load_image(self, sample: Sample, k: int, index: int, augment: bool) -> Image.Image:
-        path = sample.images[k]
-        try:
-            image = load_image(path)
-        except DataError as err:
-            reason = MISSING_IMAGE if not Path(path).exists() else CORRUPT_IMAGE
-            raise SampleError(str(err), reason, sample.where(image_field(sample, k))) from err
+        image = load_sample_image(sample.images[k], sample.where(image_field(sample, k)))
         if augment:
             image = jpeg_augment(image, random.Random(sample_seed(self.seed, index, stream=3 + k)))
         return image
@@ -249,16 +276,16 @@ class SupervisedDataset(torch.utils.data.Dataset):
     # ---- lengths, for packing -----------------------------------------------------------
 
     def measure(self, index: int) -> int | None:
-        """The exact token count of item `index` (reads image headers, no pixels); None if it is
-        bad and skip_bad is set (counted), else SampleError."""
+        """The exact token count of item `index` (reads image headers, no pixels: a truncated
+        image is found when the item is loaded); None if it is bad and skip_bad is set
+        (counted), else SampleError."""
         sample, source = self.sample(index), self.source(index)
         try:
             for k, path in enumerate(sample.images):
                 try:
                     source.meter.tiles(path)
                 except DataError as err:
-                    reason = MISSING_IMAGE if not Path(path).exists() else CORRUPT_IMAGE
-                    raise SampleError(str(err), reason, sample.where(image_field(sample, k))) from err
+                    raise image_error(err, path, sample.where(image_field(sample, k))) from err
             length = source.meter.measure(training_conversation(sample), sample.images, sample_id=sample.id).total
             max_length = source.processor.max_length
             if max_length is not None and length > max_length:

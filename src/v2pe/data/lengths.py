@@ -17,7 +17,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from v2pe.errors import DataError
+from v2pe.errors import DataError, write_text_file
 
 # Histogram bin edges in tokens: 1K steps at the short end, MM-NIAH-like steps up to 64K, then doubling.
 _K = 1024
@@ -171,11 +171,10 @@ def format_histogram(histogram: Mapping, width: int = 40) -> str:
 
 
 def write_histogram(path: str | PathLike, lengths: Sequence[int], extra: Mapping | None = None, edges: Sequence[int] = DEFAULT_EDGES) -> dict:
-    """Write the histogram (plus `extra` fields) as JSON and return it."""
+    """Write the histogram (plus `extra` fields) as JSON and return it; OutputError naming the
+    file when it cannot be written."""
     histogram = {**(dict(extra) if extra else {}), **length_histogram(lengths, edges)}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(histogram, indent=2) + "\n")
+    write_text_file(path, json.dumps(histogram, indent=2) + "\n")
     return histogram
 
 

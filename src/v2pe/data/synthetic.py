@@ -27,7 +27,7 @@ from PIL import Image, ImageDraw
 
 from v2pe.data.annotations import write_jsonl, write_meta
 from v2pe.data.drawing import COLOURS, SHAPES, draw_shape
-from v2pe.errors import ConfigError
+from v2pe.errors import ConfigError, make_output_folder, output_file
 
 CORNERS = ("top left", "top right", "bottom left", "bottom right")
 QUESTION_TYPES = ("colour", "digit", "corner", "count")
@@ -132,11 +132,12 @@ def write_synthetic(
     if questions < 1:
         raise ConfigError(f"questions must be >= 1, got {questions}")
     out = Path(out)
-    (out / "images").mkdir(parents=True, exist_ok=True)
+    make_output_folder(out / "images")
     records = []
     for index, (image, record) in enumerate(iter_synthetic(n, seed, image_size=image_size, questions=questions, vary_aspect=vary_aspect)):
         relative = f"images/{index:06d}.png"
-        image.save(out / relative, format="PNG", optimize=False)
+        with output_file(out / relative) as temporary:
+            image.save(temporary, format="PNG", optimize=False)
         records.append({"id": record["id"], "image": relative, "conversations": record["conversations"], "metadata": record["metadata"]})
     path = write_jsonl(out / f"{name}.jsonl", records)
     write_meta(out / "meta.json", {name: {"root": ".", "annotation": f"{name}.jsonl", "data_augment": False, "repeat_time": 1, "length": n}})

@@ -4,8 +4,9 @@ Input lines: {"scorer": NAME, "prediction": ..., "answer": ..., "extra": {...}
 (optional), "source": "v2pe:..." (optional, picks the variant)}. Each line is
 written back unchanged plus "score". A prediction the scorer cannot read
 (wrong type, bad JSON, missing choices...) scores 0 and the reason is kept in
-"score_error"; a line that is not such an object fails the whole file with a
-`DataError` naming the file and line, before anything is written.
+"score_error"; a line that is not such an object (bad UTF-8, bad JSON, missing
+fields, an answer whose type does not fit the scorer's type suffix) fails the whole
+file with a `DataError` naming the file and line, before anything is written.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from v2pe.errors import DataError, V2PEError
+from v2pe.errors import DataError, V2PEError, iter_json_lines, write_text_file
 from v2pe.eval.scorers import ScoringError, get_scorer
 from v2pe.eval.scorers.registry import Scorer
 
@@ -23,20 +24,11 @@ REQUIRED_FIELDS = ("scorer", "prediction", "answer")
 
 def _read_records(path: Path) -> Iterator[tuple[int, dict]]:
     """(line number, object) for every non-blank line; DataError on malformed ones."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error.msg} at column {error.colno})") from None
-            yield number, _checked_record(record, path, number)
+    for number, record in iter_json_lines(path, what="score file"):
+        yield number, _checked_record(record, path, number)
 
 
-def _checked_record(record: object, path: Path, number: int) -> dict:
-    if not isinstance(record, dict):
-        raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
+def _checked_record(record: dict, path: Path, number: int) -> dict:
     missing = [field for field in REQUIRED_FIELDS if field not in record]
     if missing:
         raise DataError(f"{path}:{number}: missing field(s) {', '.join(missing)}")
@@ -51,10 +43,14 @@ def _checked_record(record: object, path: Path, number: int) -> dict:
 
 def _scorer_for(record: dict, path: Path, number: int) -> Scorer:
     try:
-        return get_scorer(record["scorer"], record.get("source"))
+        scorer = get_scorer(record["scorer"], record.get("source"))
     except (KeyError, ValueError) as error:
         message = error.args[0] if error.args else str(error)
         raise DataError(f"{path}:{number}: {message}") from None
+    problem = scorer.answer_problem(record["answer"])
+    if problem is not None:
+        raise DataError(f"{path}:{number}: {problem}")
+    return scorer
 
 
 def score_record(record: dict, scorer: Scorer) -> dict:
@@ -77,7 +73,7 @@ def score_file(in_path: str | Path, out_path: str | Path | None = None) -> list[
     jobs = [(record, _scorer_for(record, in_path, number)) for number, record in _read_records(in_path)]
     scored = [score_record(record, scorer) for record, scorer in jobs]
     if out_path is not None:
-        Path(out_path).write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in scored), encoding="utf-8")
+        write_text_file(out_path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in scored))
     return scored
 
 

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-from v2pe.data.annotations import IMAGE_PLACEHOLDER, SampleError, SkipReport, read_annotations, write_jsonl
+from v2pe.data.annotations import IMAGE_PLACEHOLDER, SampleError, SkipReport, is_inside, read_annotations, write_jsonl
 from v2pe.data.lengths import format_histogram, write_histogram
-from v2pe.errors import ConfigError, DataError
+from v2pe.errors import ConfigError, DataError, output_file, read_json_file, write_text_file
 
 DEFAULT_TOLERANCE = 0.05
 
@@ -27,12 +27,20 @@ class SourceItem:
     caption: str
 
 
-def load_source(path: str | PathLike, root: str | PathLike | None = None, *, skip_bad: bool = False, report: SkipReport | None = None) -> list[SourceItem]:
+def load_source(
+    path: str | PathLike,
+    root: str | PathLike | None = None,
+    *,
+    skip_bad: bool = False,
+    report: SkipReport | None = None,
+    allow_outside_root: bool = False,
+) -> list[SourceItem]:
     """Single-image VQA samples of an official JSONL file (other samples are errors, or
-    counted skips with skip_bad). Image files must exist."""
+    counted skips with skip_bad). Image files must exist, inside `root` (default: the file's
+    folder) unless `allow_outside_root`."""
     report = report if report is not None else SkipReport()
     items = []
-    for sample in read_annotations(path, root, skip_bad=skip_bad, report=report, check_images=True):
+    for sample in read_annotations(path, root, skip_bad=skip_bad, report=report, check_images=True, allow_outside_root=allow_outside_root):
         if len(sample.images) != 1:
             error = SampleError(f"a source sample needs exactly one image, got {len(sample.images)}", "wrong_type", sample.where("image"))
             if not skip_bad:
@@ -108,6 +116,13 @@ def relative_path(path: Path, out_dir: Path) -> str:
     return os.path.relpath(os.path.abspath(path), os.path.abspath(out_dir))
 
 
+def save_image(image, path: Path) -> Path:
+    """Save a PIL image as PNG; OutputError naming the file when it cannot be written."""
+    with output_file(path) as temporary:
+        image.save(temporary, format="PNG")
+    return path
+
+
 @dataclass
 class BuildResult:
     """What a builder wrote."""
@@ -138,7 +153,7 @@ def write_outputs(out_dir: Path, name: str, records: list[dict], lengths: list[i
         lengths,
         extra={"file": annotation.name, "targets": list(targets), "tolerance": tolerance, "max_relative_deviation": max(deviations, default=0.0)},
     )
-    _update_meta(out_dir / "meta.json", train_name, len(records))
+    _update_meta(out_dir / "meta.json", train_name, len(records), _reads_outside(train_records or records, out_dir))
     return BuildResult(annotation, histogram_path, histogram, records, lengths, extra)
 
 
@@ -146,7 +161,19 @@ def _targets_for(n: int, targets: Sequence[int]) -> list[int]:
     return [targets[i % len(targets)] for i in range(n)]
 
 
-def _update_meta(path: Path, name: str, length: int) -> None:
-    meta = json.loads(path.read_text()) if path.is_file() else {}
+def _reads_outside(records: list[dict], out_dir: Path) -> bool:
+    """Whether any image of the training records lies outside the output folder (the source
+    images usually do: records point at them rather than copying them)."""
+    paths = (p for record in records for p in record.get("image") or [])
+    return any(not is_inside(out_dir / p, out_dir) for p in paths)
+
+
+def _update_meta(path: Path, name: str, length: int, outside_root: bool) -> None:
+    meta = read_json_file(path, "meta file") if path.is_file() else {}
+    if not isinstance(meta, dict):
+        raise DataError(f"{path}: a meta file is a JSON object of dataset name -> entry; move it away to build here")
     meta[name] = {"root": ".", "annotation": f"{name}.jsonl", "data_augment": False, "repeat_time": 1, "length": length}
-    path.write_text(json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    if outside_root:
+        # The builder chose these paths (the source images, not copied): say so in the meta file.
+        meta[name]["allow_outside_root"] = True
+    write_text_file(path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")

@@ -46,7 +46,7 @@ from v2pe.data.builders.common import (
     write_outputs,
 )
 from v2pe.data.lengths import LengthMeter
-from v2pe.errors import DataError
+from v2pe.errors import DataError, make_output_folder
 
 MAX_DRAWS = 16  # draws of distractor images per sample when the first leaves too large a gap
 
@@ -158,8 +158,7 @@ def build_long_vqa(
     """Build `n` Long-VQA samples (targets cycled over samples) into out_dir/{name}.jsonl,
     with {name}_lengths.json and a meta.json entry."""
     targets = check_targets(target_tokens, tolerance)
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_output_folder(out_dir)
     meter = LengthMeter(processor)
     indices = range(n)
     if progress:

@@ -42,13 +42,14 @@ from v2pe.data.builders.common import (
     cycled,
     greedy_fill,
     relative_path,
+    save_image,
     within,
     write_outputs,
 )
 from v2pe.data.drawing import COLOURS, NEEDLE_OBJECTS, object_image, paste_objects
 from v2pe.data.lengths import LengthMeter
 from v2pe.data.synthetic import article
-from v2pe.errors import ConfigError, DataError
+from v2pe.errors import ConfigError, DataError, make_output_folder
 
 NEEDLE_TASKS = ("retrieval-text", "counting-text", "reasoning-text", "retrieval-image", "counting-image", "reasoning-image")
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -203,8 +204,7 @@ class _Builder:
     def object_path(self, obj: NeedleObject) -> Path:
         path = self.out_dir / "needles" / f"{obj[0]}-{obj[1]}.png"
         if not path.is_file():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            object_image(*obj).save(path, format="PNG")
+            save_image(object_image(*obj), path)
         return path
 
     def build(self, index: int, target: int, depth: float | None) -> tuple[dict, dict, int]:
@@ -340,10 +340,7 @@ class _Builder:
         cells = rng.sample(range(PASTE_GRID * PASTE_GRID), len(objects))
         with Image.open(image_path) as opened:
             pasted = paste_objects(opened, objects, cells, PASTE_GRID)
-        path = self.out_dir / "images" / self.task / f"{sample_id}-{k}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        pasted.save(path, format="PNG")
-        return path
+        return save_image(pasted, self.out_dir / "images" / self.task / f"{sample_id}-{k}.png")
 
     def _paths(self, record: dict) -> list[Path]:
         _, images = mmniah_prompt(record)
@@ -371,8 +368,7 @@ def build_needle(
     targets = check_targets(target_tokens, tolerance)
     if depths is not None and any(not 0 <= d <= 1 for d in depths):
         raise ConfigError(f"depths must lie in [0, 1], got {list(depths)}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = make_output_folder(out_dir)
     builder = _Builder(task, source, LengthMeter(processor), out_dir, seed=seed, tolerance=tolerance, image_ratio=image_ratio)
     indices = range(n)
     if progress:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import json
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -32,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from v2pe.errors import ConfigError, DataError, V2PEError
+from v2pe.errors import ConfigError, DataError, V2PEError, iter_json_lines, read_json_file
 from v2pe.eval.runners.resumable import ResumableWriter, check_run_info, stale_result_files
 from v2pe.eval.score_file import score_record
 from v2pe.eval.scorers import ScoringError, get_scorer
@@ -84,31 +83,14 @@ class Benchmark:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    """(line number, object) of every non-blank line; DataError naming file:line otherwise."""
-    try:
-        handle = open(path, encoding="utf-8")
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-    with handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except ValueError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error})") from None
-            if not isinstance(record, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-            yield number, record
+    """(line number, object) of every non-blank line; DataError naming file:line for bad
+    UTF-8, bad JSON or a line that is not an object (the shared reader, `v2pe.errors`)."""
+    return iter_json_lines(path, what="benchmark file")
 
 
 def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise DataError(f"cannot read {path}: {error}") from None
-    except ValueError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
+    """A whole JSON benchmark file; DataError naming file:line for bad UTF-8 or bad JSON."""
+    return read_json_file(path, "benchmark file")
 
 
 def require(record: Mapping, name: str, where: str, types: type | tuple[type, ...] | None = None) -> Any:

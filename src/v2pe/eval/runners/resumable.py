@@ -25,7 +25,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from v2pe.errors import ConfigError, DataError
+from v2pe.errors import ConfigError, DataError, decode_utf8, read_json_file
 
 RUN_INFO = "run.json"
 # run.json keys that must match for a resume (the rest is informative).
@@ -61,7 +61,10 @@ def read_results(path: str | Path, *, repair: bool = False) -> dict[str, dict]:
         with open(path, "r+b") as handle:
             handle.truncate(complete_end)
     records: dict[str, dict] = {}
-    for number, line in enumerate(data[:complete_end].decode("utf-8").splitlines(), start=1):
+    # Split on b"\n" only: json.dumps(ensure_ascii=False) keeps U+2028 and the like raw, which
+    # str.splitlines would break a line at.
+    for number, raw in enumerate(data[:complete_end].split(b"\n"), start=1):
+        line = decode_utf8(raw, f"{path}:{number}")
         if not line.strip():
             continue
         try:
@@ -175,7 +178,4 @@ def read_run_info(run_dir: str | Path) -> dict:
     path = Path(run_dir) / RUN_INFO
     if not path.exists():
         raise DataError(f"{run_dir} is not a run folder: {RUN_INFO} is missing")
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as error:
-        raise DataError(f"{path}: not valid JSON ({error})") from None
+    return read_json_file(path, RUN_INFO)

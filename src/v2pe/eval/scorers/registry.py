@@ -9,6 +9,12 @@ DUE paths (`Scorer.scale`).
 V2PE copy differ (MM-NIAH `is_correct`, MileBench multi-choice). It may be a
 fixture `source` string ("v2pe:eval/...", "mmniah:...", "milebench:..."), a
 bare prefix, or "official"; None means the benchmark's own definition.
+
+A scorer whose name ends in an answer type (`mmniah_is_correct_int|list|str`) scores only
+answers of that JSON type: the official `is_correct` picks its rule from the answer's type,
+so an int answer under `_str` would silently be scored by the int rule. `Scorer.answer_problem`
+says what is wrong; calling the scorer with such an answer raises ScoringError, and
+`v2pe eval score` stops at the line, naming file:line.
 """
 
 from __future__ import annotations
@@ -42,8 +48,21 @@ class Scorer:
     scale: str  # "0-1" or "0-100"
     description: str
     fn: ScoreFn
+    answer_type: type | None = None  # the type the name's suffix promises, if any
+
+    def answer_problem(self, answer: Any) -> str | None:
+        """Why `answer` does not fit this scorer's type suffix (None: it fits, or no suffix)."""
+        if self.answer_type is None:
+            return None
+        if isinstance(answer, self.answer_type) and not isinstance(answer, bool):
+            return None
+        return (f"the answer must be {TYPE_WORDS[self.answer_type]} for scorer {self.name!r} (its name's type suffix), "
+                f"got {type(answer).__name__} {_preview(answer)}; {_scorer_for_answer(self.name, answer)}")
 
     def __call__(self, prediction: Any, answer: Any, extra: dict | None = None) -> float:
+        problem = self.answer_problem(answer)
+        if problem is not None:
+            raise ScoringError(problem)
         return float(self.fn(prediction, answer, extra or {}, self.variant))
 
 
@@ -53,6 +72,26 @@ class _Entry:
     scale: str
     description: str
     variants: tuple[str, ...] = ("v2pe",)  # the only implementation is the V2PE one
+    answer_type: type | None = None
+
+
+#: Answer-type suffixes of scorer names and the JSON type each promises.
+ANSWER_TYPE_SUFFIXES: dict[str, type] = {"int": int, "list": list, "str": str}
+TYPE_WORDS = {int: "an integer", list: "a list", str: "a string"}
+
+
+def _preview(value: Any, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _scorer_for_answer(name: str, answer: Any) -> str:
+    """Advice: the sibling scorer whose suffix fits `answer`, or the types there are."""
+    stem = name.rsplit("_", 1)[0]
+    for suffix, kind in ANSWER_TYPE_SUFFIXES.items():
+        if isinstance(answer, kind) and not isinstance(answer, bool) and f"{stem}_{suffix}" in _REGISTRY:
+            return f"use {stem}_{suffix} for such answers"
+    return "no scorer of this family scores such answers (" + ", ".join(f"{stem}_{s}" for s in ANSWER_TYPE_SUFFIXES) + ")"
 
 
 def _text_and_answers(prediction: Any, answer: Any) -> tuple[str, list[str]]:
@@ -114,8 +153,8 @@ _REGISTRY: dict[str, _Entry] = {
     **{
         f"mmniah_is_correct_{kind}": _Entry(
             lambda p, a, e, v: mmniah_is_correct(a, p, v), "0-1", f"MM-NIAH is_correct ({kind} answers)",
-            ("official", "v2pe"))
-        for kind in ("int", "list", "str")
+            ("official", "v2pe"), ANSWER_TYPE_SUFFIXES[kind])
+        for kind in ANSWER_TYPE_SUFFIXES
     },
     "milebench_multichoice": _Entry(
         lambda p, a, e, v: milebench_multichoice(p, a, e.get("choice_list"), v)[0], "0-1",
@@ -173,4 +212,4 @@ def get_scorer(name: str, source: str | None = None) -> Scorer:
         raise KeyError(f"unknown scorer {name!r}; known scorers: {', '.join(scorer_names())}") from None
     wanted = variant_from_source(source)
     variant = wanted if wanted in entry.variants else entry.variants[0]
-    return Scorer(name, variant, entry.scale, entry.description, entry.fn)
+    return Scorer(name, variant, entry.scale, entry.description, entry.fn, entry.answer_type)
