@@ -9,11 +9,16 @@ examples:
   v2pe train --config debug                                  # tiny model, synthetic data, CPU, ~1 min
   v2pe train --config debug --train.max_steps 10 --train.output_dir runs/try
   v2pe train --config debug --print-config                   # the resolved recipe as YAML
+  v2pe train --config debug --train.max_steps 80             # continue a finished 40-step run to 80
   torchrun --nproc_per_node 2 -m v2pe train --config debug --parallel.zero_stage 2
   torchrun --nproc_per_node 8 -m v2pe train --config internvl2-2b-32k --model.path CKPT --data.meta_path META
   deepspeed --num_gpus 8 --module v2pe train --config internvl2-2b-256k ...
 
 keys: model.*, v2pe.*, data.*, train.*, parallel.* (see --print-config); values are type-checked.
+
+resume: with train.resume auto (the default), a run continues from the newest whole checkpoint in
+train.output_dir (a damaged one is skipped, with a warning); a run that already reached
+train.max_steps is left as it is.
 """
 
 
@@ -29,6 +34,11 @@ def register(subparsers) -> None:
     parser.add_argument("--config", default="debug", help="a packaged recipe name or a YAML file (default: debug)")
     parser.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
     parser.add_argument("--list-recipes", action="store_true", help="list the packaged recipes and exit")
+    parser.add_argument(
+        "--resume-weights-only",
+        action="store_true",
+        help="resume the checkpoint's weights and progress with a fresh optimizer (for a checkpoint without optimizer.pt)",
+    )
     parser.set_defaults(handler=run, overrides=[])
     # `--section.key value` pairs are not argparse options: this parser hands them over as
     # `args.overrides` (checked against the recipe's dataclasses) instead of rejecting them.
@@ -52,9 +62,21 @@ def run(args) -> int:
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
-    from v2pe.train import train
+    from v2pe.train.run import train
 
-    result = train(config)
-    if result.final_model is not None:
+    result = train(config, resume_weights_only=args.resume_weights_only)
+    if result.already_finished:
+        print(finished_message(result, config))
+    elif result.final_model is not None:
         print(f"trained {result.global_step} steps; model saved to {result.final_model}")
     return 0
+
+
+def finished_message(result, config) -> str:
+    final = f"; the final model is {result.final_model}" if result.final_model is not None else ""
+    return (
+        f"{result.output_dir} already holds a finished run: {result.resumed_from.name} reached step {result.global_step} "
+        f"of train.max_steps {config.train.max_steps}{final}. Nothing was trained or rewritten. To train further, raise "
+        f"train.max_steps (e.g. --train.max_steps {2 * config.train.max_steps}: it resumes from {result.resumed_from.name}), "
+        "or set a new train.output_dir to start another run."
+    )

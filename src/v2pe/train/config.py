@@ -509,14 +509,19 @@ def _coerce(value: Any, hint: Any) -> Any:
     if hint is float:
         if isinstance(value, bool):
             raise ValueError("expected a number")
+        number = None
         if isinstance(value, (int, float)):
-            return float(value)
-        if isinstance(value, str):
+            number = float(value)
+        elif isinstance(value, str):
             try:
-                return float(value)  # YAML reads 5e-6 as a string
+                number = float(value)  # YAML reads 5e-6 as a string
             except ValueError:
                 pass
-        raise ValueError("expected a number")
+        if number is None:
+            raise ValueError("expected a number")
+        if not math.isfinite(number):  # nan / inf would train silently wrong (nan < 0 is False)
+            raise ValueError("expected a finite number")
+        return number
     if hint is str:
         if isinstance(value, str):
             return value
@@ -596,8 +601,14 @@ def _validate_train(train: TrainingConfig, env: RuntimeEnv) -> None:
     for key in ("max_steps", "per_device_batch_size", "gradient_accumulation_steps", "save_steps", "logging_steps"):
         if getattr(train, key) < 1:
             raise ConfigError(f"train.{key} must be >= 1, got {getattr(train, key)}")
-    if train.learning_rate < 0 or train.weight_decay < 0 or train.max_grad_norm < 0:
-        raise ConfigError("train.learning_rate, train.weight_decay and train.max_grad_norm must be >= 0")
+    for key in ("learning_rate", "weight_decay", "max_grad_norm"):
+        if not (math.isfinite(getattr(train, key)) and getattr(train, key) >= 0):  # nan passes `< 0`
+            raise ConfigError(f"train.{key} must be a finite number >= 0, got {getattr(train, key)}")
+    for key in ("adam_beta1", "adam_beta2"):
+        if not 0 <= getattr(train, key) < 1:
+            raise ConfigError(f"train.{key} must lie in [0, 1), got {getattr(train, key)}")
+    if not 0 < train.adam_epsilon < 1:
+        raise ConfigError(f"train.adam_epsilon must lie in (0, 1), got {train.adam_epsilon}")
     if not 0 <= train.warmup_ratio < 1:
         raise ConfigError(f"train.warmup_ratio must lie in [0, 1), got {train.warmup_ratio}")
     if train.save_total_limit is not None and train.save_total_limit < 1:

@@ -8,16 +8,25 @@ What it changes in `transformers.Trainer`:
 * `_prepare_inputs`: DeepSpeed would cast every floating input to its dtype (bf16 turns position
   1000.25 into 1000.0): positions and loss weights stay float32;
 * `_save_checkpoint`: written to a staging folder, fsynced and renamed (`v2pe.train.checkpoint`);
+  a write that fails (full disk, read-only folder) removes the staged copy and is one clear
+  `CheckpointError`; the log is always written at a save step, so a checkpoint's log history
+  covers every step before it;
+* `_load_optimizer_and_scheduler`: with `resume_weights_only`, a fresh optimizer and the LR
+  schedule fast-forwarded to the checkpoint's step;
 * `_save`: `save_pretrained` of the V2PE model, so every checkpoint is a native HF checkpoint;
 * `get_train_dataloader`: with sequence parallelism, the ranks of a group read the same batches
   (data-parallel rank = rank // group size);
-* `log`: adds tokens/s (real tokens of the whole job, each counted once), skipped samples.
+* `log`: adds tokens/s (real tokens of the whole job, each counted once), skipped samples; after
+  a resume, the summary `train_loss` covers the whole run, not only the steps since the resume.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import time
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -25,6 +34,7 @@ import torch.distributed as dist
 from transformers import Trainer
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
+from v2pe.errors import CheckpointError
 from v2pe.train import checkpoint as atomic
 from v2pe.train import sequence_parallel as spmod
 from v2pe.train.loss import weighted_cross_entropy
@@ -33,7 +43,9 @@ FLOAT32_KEYS = ("position_ids", "shift_weights")
 
 
 class V2PETrainer(Trainer):
-    def __init__(self, *args, v2pe_config=None, sequence_parallel=None, pad_token_id: int = 0, tokenizer=None, **kwargs):
+    def __init__(
+        self, *args, v2pe_config=None, sequence_parallel=None, pad_token_id: int = 0, tokenizer=None, resume_weights_only: bool = False, **kwargs
+    ):
         # The tokenizer is saved with every checkpoint, but not given to the Trainer as
         # processing_class: that would rewrite the model's EOS / PAD ids to the tokenizer's.
         super().__init__(*args, **kwargs)
@@ -41,6 +53,7 @@ class V2PETrainer(Trainer):
         self.v2pe_config = v2pe_config
         self.sequence_parallel = sequence_parallel
         self.pad_token_id = pad_token_id
+        self.resume_weights_only = resume_weights_only
         self.model_accepts_loss_kwargs = False  # the loss is ours: the Trainer averages it over accumulation steps
         self._staging = False
         self._tokens = 0.0
@@ -120,19 +133,55 @@ class V2PETrainer(Trainer):
         run_dir = Path(super()._get_output_dir(trial))
         name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
         staged = run_dir / atomic.STAGING / name
-        self._staging = True
-        try:
-            super()._save_checkpoint(model, trial)
-        finally:
-            self._staging = False
-        self._barrier()
-        if self.args.should_save:
-            atomic.commit(staged, run_dir / name)
-            if self.args.save_total_limit is not None:
-                from transformers.trainer_utils import rotate_checkpoints
+        with self._no_half_save(staged, run_dir / name):
+            self._staging = True
+            try:
+                super()._save_checkpoint(model, trial)
+            finally:
+                self._staging = False
+            self._barrier()
+            if self.args.should_save:
+                atomic.commit(staged, run_dir / name)
+        if self.args.should_save and self.args.save_total_limit is not None:
+            from transformers.trainer_utils import rotate_checkpoints
 
-                rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit, use_mtime=False)
+            rotate_checkpoints(output_dir=str(run_dir), save_total_limit=self.args.save_total_limit, use_mtime=False)
         self._barrier()
+
+    @contextmanager
+    def _no_half_save(self, staged: Path, final: Path):
+        """A save that fails for want of storage: the staged copy is removed and the error says
+        so, with the checkpoint to resume from."""
+        try:
+            yield
+        except Exception as error:  # noqa: BLE001 - torch.save and safetensors raise RuntimeError / SafetensorError on a full disk
+            reason = atomic.storage_failure(error, final.parent)
+            if reason is None:
+                raise
+            if self.args.should_save:
+                shutil.rmtree(staged, ignore_errors=True)
+                try:
+                    staged.parent.rmdir()  # the staging root, when nothing else is staged there
+                except OSError:
+                    pass
+            last = atomic.last_checkpoint(final.parent)
+            if last is None:
+                retry = "no checkpoint was saved yet"
+            elif not final.name.startswith(PREFIX_CHECKPOINT_DIR):  # the final model, after the last checkpoint
+                retry = f"free space (or fix the folder) and rerun the same command: it writes the final model from {last.name} without training"
+            else:
+                retry = f"{last.name} is the last complete checkpoint: free space (or fix the folder) and rerun the same command to resume from it"
+            raise CheckpointError(f"{final}: cannot write it ({reason}); the partial copy was removed, nothing half-written is left; {retry}") from error
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        if checkpoint is None or not self.resume_weights_only:
+            return super()._load_optimizer_and_scheduler(checkpoint)
+        # Weights only: the optimizer stays fresh; the LR schedule is advanced to where the
+        # checkpoint left it (every schedule the Trainer builds is a function of the step).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "lr_scheduler.step() before optimizer.step()"
+            for _ in range(self.state.global_step):
+                self.lr_scheduler.step()
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         """Weights of a checkpoint folder, with transformers' on-disk key names mapped back.
@@ -170,16 +219,28 @@ class V2PETrainer(Trainer):
         """The trained model as a native HF checkpoint in `folder`, written atomically."""
         folder = Path(folder)
         staged = folder.parent / atomic.STAGING / folder.name
-        self.save_model(str(staged))
-        self._barrier()
-        if self.args.should_save:
-            atomic.commit(staged, folder)
+        with self._no_half_save(staged, folder):
+            self.save_model(str(staged))
+            self._barrier()
+            if self.args.should_save:
+                atomic.commit(staged, folder)
         self._barrier()
         return folder
 
     # ---- logging ------------------------------------------------------------------------
 
+    def _maybe_log_save_evaluate(self, *args, **kwargs):
+        if self.control.should_save:
+            # Log the steps since the last log first: the checkpoint's log history then holds the
+            # loss of every step before it, which a resumed run sums into its `train_loss`.
+            self.control.should_log = True
+        return super()._maybe_log_save_evaluate(*args, **kwargs)
+
     def log(self, logs, start_time=None):
+        resumed_at = getattr(self, "_initial_global_step", 0)
+        if "train_loss" in logs and resumed_at > 0:
+            new_steps = self.state.global_step - resumed_at
+            logs["train_loss"] = whole_run_loss(self.state.log_history, resumed_at, logs["train_loss"], new_steps)
         if "loss" in logs:
             now = time.perf_counter()
             tokens = torch.tensor([self._tokens], dtype=torch.float64, device=self.args.device)
@@ -207,11 +268,23 @@ class _EpochDataLoader(torch.utils.data.DataLoader):
         self.sampler.set_epoch(epoch)
 
 
+def whole_run_loss(log_history: list[dict], resumed_at: int, new_mean: float, new_steps: int) -> float:
+    """The mean loss of a whole run resumed at step `resumed_at`: the per-step losses logged
+    before the resume (each log record averages the steps since the previous one) together with
+    the `new_mean` of the `new_steps` trained since."""
+    total, last = 0.0, 0
+    for record in log_history:
+        if "loss" in record and last < record["step"] <= resumed_at:
+            total += record["loss"] * (record["step"] - last)
+            last = record["step"]
+    steps = last + new_steps
+    return (total + new_mean * new_steps) / steps if steps else new_mean
+
+
 def load_native_state_dict(folder: Path, model) -> dict[str, torch.Tensor]:
     """The weights of a `save_pretrained` folder, keyed as `model.state_dict()` is."""
     from safetensors.torch import load_file
 
-    from v2pe.errors import CheckpointError
     from v2pe.model.compat import key_renamer
 
     files = sorted(folder.glob("model*.safetensors"))
