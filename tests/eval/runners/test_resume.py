@@ -120,3 +120,20 @@ def test_overwrite_with_another_configuration_clears_the_whole_folder(mmniah_dat
     run_benchmark("mm-niah", other, mmniah_data, tmp_path / "run", tasks=["retrieval-text"], limit=1, overwrite=True)
     assert sorted(p.name for p in (tmp_path / "run").glob("*.jsonl")) == ["counting-text-val.jsonl", "retrieval-text-val.jsonl"]
     assert json.loads((tmp_path / "run" / "run.json").read_text())["tasks"] == ["counting-text-val", "retrieval-text-val"]
+
+
+def test_a_full_disk_while_writing_results_is_one_line_and_resumable(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from v2pe.errors import DataError
+    from v2pe.eval.runners.resumable import ResumableWriter, read_results
+
+    path = tmp_path / "task.jsonl"
+    with ResumableWriter(path) as writer:
+        writer.write({"id": "a", "prediction": "x"})
+        monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(errno.ENOSPC, "No space left on device")))
+        with pytest.raises(DataError, match="task.jsonl: cannot write results \\(No space left on device\\)"):
+            writer.write({"id": "b", "prediction": "y"})
+    monkeypatch.undo()
+    assert "a" in {str(k) for k in read_results(path, repair=True)}

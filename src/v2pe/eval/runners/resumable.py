@@ -97,11 +97,16 @@ class ResumableWriter:
 
     def write(self, record: Mapping) -> None:
         """Append one line and make it durable before returning."""
-        if self._handle is None:
-            self._handle = open(self.path, "a", encoding="utf-8")
-        self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-        self._handle.flush()
-        os.fsync(self._handle.fileno())
+        try:
+            if self._handle is None:
+                self._handle = open(self.path, "a", encoding="utf-8")
+            self._handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as error:
+            # A cut last line is dropped on resume (read_results(repair=True)): nothing finished is lost.
+            raise DataError(f"{self.path}: cannot write results ({error.strerror or error}); the samples written so far "
+                            "are kept: free space (or fix the folder) and rerun the same command to resume") from error
         self.records.pop(result_key(record), None)
         self.records[result_key(record)] = dict(record)
 
