@@ -23,14 +23,8 @@ from v2pe.data.annotations import (
 from v2pe.data.builders import build_long_vqa, load_source
 from v2pe.data.dataset import SupervisedDataset
 from v2pe.data.stats import collect_stats
-from v2pe.errors import (
-    ConfigError,
-    DataError,
-    OutputError,
-    SampleError,
-    iter_json_lines,
-    write_text_file,
-)
+from v2pe.errors import ConfigError, DataError, OutputError, SampleError
+from v2pe.files import iter_json_lines, write_text_file
 
 SMALL = ["--tokens-per-tile", "4", "--tile-size", "56", "--max-tiles", "4"]
 
@@ -324,13 +318,13 @@ def test_a_full_disk_is_one_line_naming_the_file_and_leaves_no_partial_file(tmp_
     import os
     import types
 
-    import v2pe.errors
+    import v2pe.files
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     # the disk fills up when the finished file would take its place
-    monkeypatch.setattr(v2pe.errors, "os", types.SimpleNamespace(replace=no_space, getpid=os.getpid, PathLike=os.PathLike))
+    monkeypatch.setattr(v2pe.files, "os", types.SimpleNamespace(replace=no_space, getpid=os.getpid, PathLike=os.PathLike))
     with pytest.raises(OutputError, match=r"cannot write .*s\.json: No space left on device"):
         write_text_file(tmp_path / "s.json", "{}")
     out = tmp_path / "lv"

@@ -99,12 +99,12 @@ def test_an_out_path_under_a_file_is_one_line(tmp_path, capsys):
 def test_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, capsys, monkeypatch):
     import os
 
-    import v2pe.errors
+    import v2pe.files
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(v2pe.errors, "os", types.SimpleNamespace(replace=no_space, getpid=os.getpid, PathLike=os.PathLike))
+    monkeypatch.setattr(v2pe.files, "os", types.SimpleNamespace(replace=no_space, getpid=os.getpid, PathLike=os.PathLike))
     path = write_lines(tmp_path / "in.jsonl", [POPE])
     out = tmp_path / "out" / "scored.jsonl"
     assert main(["eval", "score", str(path), "--out", str(out)]) == 2

@@ -65,6 +65,18 @@ RUNNER_HELP = {
                  "tasks such as chartqa (every group) or chartqa_16_32"),
     "vqa": ("run general VQA sets (InternVL data/ layout, e.g. DATA/textvqa/textvqa_val.jsonl)",
             "datasets such as textvqa_val docvqa_val chartqa_test_human"),
+    "mvbench": ("run MVBench (DATA/json/<task>.json, videos under DATA/video/; needs the video extra)",
+                "tasks such as action_sequence episodic_reasoning"),
+    "videomme": ("run Video-MME (DATA/videomme/*.parquet or one DATA/*.json, videos in DATA/data; needs the video extra)",
+                 "durations short medium long"),
+    "scienceqa": ("run ScienceQA (DATA/scienceqa_test_img.jsonl, InternVL data/scienceqa layout)", "the task sqa_test"),
+    "pope": ("run POPE (DATA/llava_pope_test.jsonl, labels in DATA/coco/coco_pope_<category>.json, images in DATA/val2014)",
+             "categories such as adversarial popular random"),
+    "mmbench": ("run MMBench / CCBench (the released TSV files in DATA, e.g. DATA/mmbench_dev_20230712.tsv)",
+                "datasets such as mmbench_dev_20230712 mmbench_test_en_20231003"),
+    "mmmu": ("run MMMU validation (a local MMMU/MMMU copy: DATA/<Subject>/validation-*.parquet; needs pyarrow)",
+             "subjects such as Art Physics"),
+    "seed": ("run SEED-Bench image (DATA/seed.jsonl, images relative to DATA)", "the task SEEDv1"),
 }
 
 
@@ -88,12 +100,21 @@ def register_runners(commands) -> None:
         runner.add_argument("--limit", type=int, default=None, help="only the first N samples of each task file")
         runner.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help=f"{tasks_help} (default: all found)")
         runner.add_argument("--max-tiles", type=int, default=None, help="override the official tiles-per-image limit")
-        if name in ("long-vqa", "vqa"):
+        if name in ("long-vqa", "vqa", "scienceqa", "pope", "seed"):
             runner.add_argument("--image-root", type=Path, default=None, help="folder that relative image paths start from")
         if name == "milebench":
             runner.add_argument("--max-context-len", type=int, default=None, help="left-truncation budget in tokens (default 512000)")
             runner.add_argument("--n-tokens-per-image", type=int, default=None,
                                 help="tokens an image counts for truncation (default: the model's tokens per tile)")
+        if name == "mmmu":
+            runner.add_argument("--mmmu-parse", default=None, choices=["official", "mmmu"],
+                                help="multiple-choice answer parsing: official (default: InternVL's post_process letter, exact "
+                                     "match) or mmmu (MMMU's parse_multi_choice_response)")
+        if name == "mvbench":
+            runner.add_argument("--num-segments", type=int, default=None, help="frames per video (default 16, the official)")
+        if name == "videomme":
+            runner.add_argument("--num-frames", type=int, default=None, help="frames per video (default 16)")
+            runner.add_argument("--subtitles", action="store_true", default=None, help="add the subtitles at the sampled frames")
         runner.add_argument("--scorer-source", default="official", choices=["official", "v2pe"],
                             help="scorer variant where the benchmark's own code and the V2PE copy differ: "
                                  "official (default, the benchmark's numbers) or v2pe (the paper's numbers)")
@@ -107,7 +128,7 @@ def register_runners(commands) -> None:
 def run_runner(args) -> int:
     import sys
 
-    from v2pe.errors import make_output_folder
+    from v2pe.files import make_output_folder
     from v2pe.eval.runners import load_tasks, run_loaded
     from v2pe.eval.runners.base import stderr_progress
     from v2pe.inference import Chat
@@ -121,6 +142,10 @@ def run_runner(args) -> int:
         "image_root": getattr(args, "image_root", None),
         "max_context_len": getattr(args, "max_context_len", None),
         "n_tokens_per_image": getattr(args, "n_tokens_per_image", None),
+        "num_segments": getattr(args, "num_segments", None),
+        "num_frames": getattr(args, "num_frames", None),
+        "subtitles": getattr(args, "subtitles", None),
+        "mmmu_parse": getattr(args, "mmmu_parse", None),
     }
     options = {k: v for k, v in options.items() if v is not None}
     processor = Processor.from_pretrained(args.model)

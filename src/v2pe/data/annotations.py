@@ -32,7 +32,7 @@ images, except that a single image with no placeholder is allowed (the processor
 
 Every problem with a line raises `SampleError` (a DataError) naming the file, the 1-based
 line and the field, and carrying a `reason` key; with `skip_bad=True` the line is dropped and
-counted in a `SkipReport` instead. Lines are read by `v2pe.errors.iter_json_lines` (bad UTF-8
+counted in a `SkipReport` instead. Lines are read by `v2pe.files.iter_json_lines` (bad UTF-8
 and bad JSON name file:line) and a line longer than `sample_byte_limit` bytes is refused as
 `too_long` before it is parsed or tokenised.
 """
@@ -49,7 +49,7 @@ from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
 
-from v2pe.errors import (  # noqa: F401  (reasons, SampleError and parse_json_object re-exported)
+from v2pe.errors import (  # noqa: F401  (reasons and SampleError re-exported)
     INVALID_JSON,
     INVALID_UTF8,
     NOT_AN_OBJECT,
@@ -57,11 +57,8 @@ from v2pe.errors import (  # noqa: F401  (reasons, SampleError and parse_json_ob
     ConfigError,
     DataError,
     SampleError,
-    iter_json_lines,
-    output_file,
-    parse_json_object,
-    read_json_file,
 )
+from v2pe.files import iter_json_lines, output_file, parse_json_object, read_json_file  # noqa: F401  (parse_json_object re-exported)
 
 IMAGE_PLACEHOLDER = "<image>"
 

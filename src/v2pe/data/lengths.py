@@ -17,7 +17,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from v2pe.errors import DataError, write_text_file
+from v2pe.errors import DataError
+from v2pe.files import write_text_file
 
 # Histogram bin edges in tokens: 1K steps at the short end, MM-NIAH-like steps up to 64K, then doubling.
 _K = 1024

@@ -32,7 +32,8 @@ from v2pe.data.annotations import (
     sample_byte_limit,
 )
 from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
-from v2pe.errors import DataError, iter_json_lines, write_text_file
+from v2pe.errors import DataError
+from v2pe.files import iter_json_lines, write_text_file
 
 MMNIAH_FIELDS = {"id": (str, int), "images_list": list, "context": str, "question": str, "answer": (str, int, list), "meta": dict}
 

@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 
 from v2pe.data.annotations import write_jsonl, write_meta
 from v2pe.data.drawing import COLOURS, SHAPES, draw_shape
-from v2pe.errors import ConfigError, make_output_folder, output_file
+from v2pe.errors import ConfigError
+from v2pe.files import make_output_folder, output_file
 
 CORNERS = ("top left", "top right", "bottom left", "bottom right")
 QUESTION_TYPES = ("colour", "digit", "corner", "count")

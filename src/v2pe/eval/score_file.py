@@ -15,7 +15,8 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-from v2pe.errors import DataError, V2PEError, iter_json_lines, write_text_file
+from v2pe.errors import DataError, V2PEError
+from v2pe.files import iter_json_lines, write_text_file
 from v2pe.eval.scorers import ScoringError, get_scorer
 from v2pe.eval.scorers.registry import Scorer
 

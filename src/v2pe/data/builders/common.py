@@ -12,7 +12,8 @@ from pathlib import Path
 
 from v2pe.data.annotations import IMAGE_PLACEHOLDER, SampleError, SkipReport, is_inside, read_annotations, write_jsonl
 from v2pe.data.lengths import format_histogram, write_histogram
-from v2pe.errors import ConfigError, DataError, output_file, read_json_file, write_text_file
+from v2pe.errors import ConfigError, DataError
+from v2pe.files import output_file, read_json_file, write_text_file
 
 DEFAULT_TOLERANCE = 0.05
 

@@ -46,7 +46,8 @@ from v2pe.data.builders.common import (
     write_outputs,
 )
 from v2pe.data.lengths import LengthMeter
-from v2pe.errors import DataError, make_output_folder
+from v2pe.errors import DataError
+from v2pe.files import make_output_folder
 
 MAX_DRAWS = 16  # draws of distractor images per sample when the first leaves too large a gap
 

@@ -49,7 +49,8 @@ from v2pe.data.builders.common import (
 from v2pe.data.drawing import COLOURS, NEEDLE_OBJECTS, object_image, paste_objects
 from v2pe.data.lengths import LengthMeter
 from v2pe.data.synthetic import article
-from v2pe.errors import ConfigError, DataError, make_output_folder
+from v2pe.errors import ConfigError, DataError
+from v2pe.files import make_output_folder
 
 NEEDLE_TASKS = ("retrieval-text", "counting-text", "reasoning-text", "retrieval-image", "counting-image", "reasoning-image")
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)

@@ -28,10 +28,12 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from os import PathLike
 from pathlib import Path
 from typing import Any
 
-from v2pe.errors import ConfigError, DataError, V2PEError, iter_json_lines, read_json_file
+from v2pe.errors import ConfigError, DataError, V2PEError
+from v2pe.files import iter_json_lines, read_json_file
 from v2pe.eval.runners.resumable import ResumableWriter, check_run_info, stale_result_files
 from v2pe.eval.score_file import score_record
 from v2pe.eval.scorers import ScoringError, get_scorer
@@ -46,7 +48,7 @@ class Sample:
 
     id: Any  # unique within its task (the resume key is str(id))
     prompt: str  # the human turn, with one `<image>` per image
-    images: list[Path]
+    images: list  # image paths, or video frames (`v2pe.processing.video.VideoFrame`)
     answer: Any
     scorer: str
     max_new_tokens: int
@@ -225,13 +227,15 @@ def run_sample(chat, task: str, sample: Sample, scorer, scorer_source: str) -> d
     """Generate and score one sample; every per-sample problem becomes `error`."""
     started = time.monotonic()
     reply, error = None, None
-    missing = [str(p) for p in sample.images if not Path(p).is_file()]
+    # image paths are checked here; video frames (not paths) report a missing video when loaded
+    missing = [str(p) for p in sample.images if isinstance(p, (str, PathLike)) and not Path(p).is_file()]
     if missing:
         error = f"image file not found: {', '.join(missing)}"
     else:
         try:
             conversation = [{"from": "human", "value": sample.prompt}]
-            reply = chat.generate([conversation], [[str(p) for p in sample.images]], sample.max_new_tokens, **sample.generate_kwargs)[0]
+            images = [str(p) if isinstance(p, PathLike) else p for p in sample.images]
+            reply = chat.generate([conversation], [images], sample.max_new_tokens, **sample.generate_kwargs)[0]
         except V2PEError as problem:  # unreadable image, prompt beyond the window, ...
             error = f"{type(problem).__name__}: {problem}"
         except _out_of_memory_errors() as problem:

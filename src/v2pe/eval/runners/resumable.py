@@ -25,7 +25,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from v2pe.errors import ConfigError, DataError, decode_utf8, read_json_file
+from v2pe.errors import ConfigError, DataError
+from v2pe.files import decode_utf8, read_json_file
 
 RUN_INFO = "run.json"
 # run.json keys that must match for a resume (the rest is informative).
