@@ -27,6 +27,12 @@ Aggregation is the official one (`scorers.aggregate`, `scorers.longvqa`):
   (x100): per-item means, corpus BLEU-4 / F1 over the task's lines; a sample that failed
   (error, no prediction) counts as an empty prediction. Avg = mean over tasks.
 * VQA: per dataset mean score (x100).
+* ScienceQA: Acc@1. POPE: per category accuracy / precision / recall / F1 / yes-ratio and the
+  Overall F1 (mean over categories), as `eval_pope.py`. SEED: Acc@1 by first letter
+  (`calculation.py`) and exact (`evaluate_seed.py`), per question type, image / video.
+  MMBench: local per-row and circular accuracy where answers exist, per category, and the
+  official submission file (`<run>/<task>.xlsx`, or `.tsv` without openpyxl). MMMU: per subject,
+  instance-level per domain and Overall, as `main_eval_only.py`.
 
 All scores are shown x100. A sample that failed (missing image, ...) counts as wrong.
 """
@@ -50,8 +56,10 @@ from v2pe.eval.scorers.aggregate import (
     milebench_summary,
     mmniah_overall,
     mmniah_task_scores,
+    pope_overall_f1,
 )
 from v2pe.eval.scorers.longvqa import score_longvqa_task
+from v2pe.eval.scorers.pope import pope_metrics
 
 MMNIAH_LENGTH_LABELS = tuple(
     f"{lo // 1000}-{hi // 1000}K" for lo, hi in zip(MMNIAH_LENGTH_BINS, MMNIAH_LENGTH_BINS[1:])
@@ -243,6 +251,119 @@ def vqa_numbers(run: Run) -> dict:
 NUMBERS = {"mm-niah": mmniah_numbers, "milebench": milebench_numbers, "long-vqa": longvqa_numbers, "vqa": vqa_numbers}
 
 
+# General image benchmarks (runners scienceqa, pope, mmbench, mmmu, seed). Every numbers dict has
+# "datasets" {task: {"score", "samples", "errors"}} (the comparison rows) and "headline" {label: value}.
+
+
+def _task_rows(run: Run) -> dict:
+    return {name: {"score": _pct(sum(float(r.get("score") or 0.0) for r in records) / len(records)),
+                   "samples": len(records), "errors": sum(1 for r in records if r.get("error"))}
+            for name, records in run.tasks.items()}
+
+
+def scienceqa_numbers(run: Run) -> dict:
+    datasets = _task_rows(run)
+    return {"datasets": datasets, "headline": {f"{name} Acc@1": d["score"] for name, d in datasets.items()}}
+
+
+def pope_numbers(run: Run) -> dict:
+    """Per category (task) eval_pope.py's accuracy / precision / recall / F1 / yes-ratio; a
+    failed sample (no prediction) counts as the wrong answer. Overall F1 = mean F1."""
+    categories = {}
+    for name, records in run.tasks.items():
+        predictions = [r["prediction"] if isinstance(r.get("prediction"), str) and not r.get("error")
+                       else ("no" if r["answer"] != "no" else "yes") for r in records]
+        metrics = pope_metrics(predictions, [r["answer"] for r in records])
+        categories[name] = {**{k: _pct(v) if k in ("accuracy", "precision", "recall", "f1", "yes_ratio") else v
+                               for k, v in metrics.items()},
+                            "samples": len(records), "errors": sum(1 for r in records if r.get("error"))}
+    overall = pope_overall_f1(categories)
+    datasets = {name: {"score": c["accuracy"], "samples": c["samples"], "errors": c["errors"]} for name, c in categories.items()}
+    headline = {f"{name} F1": c["f1"] for name, c in categories.items()}
+    headline["Overall F1"] = overall
+    headline["mean accuracy"] = _mean([c["accuracy"] for c in categories.values()])
+    return {"categories": categories, "overall_f1": overall, "datasets": datasets, "headline": headline}
+
+
+def seed_numbers(run: Run) -> dict:
+    from v2pe.eval.scorers.aggregate import SEED_QUESTION_TYPES, seed_type_scores
+
+    tasks, headline = {}, {}
+    for name, records in run.tasks.items():
+        scores = seed_type_scores({"question_type_id": r.get("question_type_id"), "score": float(r.get("score") or 0.0)}
+                                  for r in records)
+        exact = sum(1 for r in records if isinstance(r.get("prediction"), str) and r["prediction"] == r["answer"]) / len(records)
+        names = {r.get("question_type_id"): r.get("question_type") for r in records}
+        tasks[name] = {
+            "acc1_exact": _pct(exact), "acc1_first_char": _pct(scores["total"]),
+            "image": _pct(scores["image"]), "video": _pct(scores["video"]),
+            "types": {str(t): {"name": names.get(t) or SEED_QUESTION_TYPES.get(t) or "unknown", "accuracy": _pct(v["accuracy"]),
+                               "n": v["n"]} for t, v in scores["types"].items()},
+            "samples": len(records), "errors": sum(1 for r in records if r.get("error")),
+        }
+        headline[f"{name} Acc@1 (first letter)"] = tasks[name]["acc1_first_char"]
+        headline[f"{name} Acc@1 (exact)"] = tasks[name]["acc1_exact"]
+    datasets = {n: {"score": t["acc1_first_char"], "samples": t["samples"], "errors": t["errors"]} for n, t in tasks.items()}
+    return {"tasks": tasks, "datasets": datasets, "headline": headline}
+
+
+def mmbench_numbers(run: Run) -> dict:
+    from v2pe.eval.scorers.aggregate import mmbench_circular
+
+    tasks, headline = {}, {}
+    for name, records in run.tasks.items():
+        has_answers = any(r.get("answer") is not None for r in records)
+        entry = {"has_answers": has_answers, "samples": len(records), "errors": sum(1 for r in records if r.get("error"))}
+        if has_answers:
+            c = mmbench_circular({"index": r.get("index", r["id"]), "score": float(r.get("score") or 0.0),
+                                  "category": r.get("category")} for r in records)
+            entry.update({"accuracy": _pct(c["vanilla"]), "circular": _pct(c["circular"]) if c["has_circular_passes"] else None,
+                          "questions": c["questions"],
+                          "categories": {k: _pct(v) for k, v in c["vanilla_categories"].items()},
+                          "circular_categories": {k: _pct(v) for k, v in c["circular_categories"].items()}})
+            headline[f"{name} accuracy"] = entry["accuracy"]
+            if entry["circular"] is not None:
+                headline[f"{name} circular"] = entry["circular"]
+        tasks[name] = entry
+    datasets = {n: {"score": t.get("accuracy"), "samples": t["samples"], "errors": t["errors"]} for n, t in tasks.items()}
+    return {"tasks": tasks, "datasets": datasets, "headline": headline}
+
+
+def mmmu_numbers(run: Run) -> dict:
+    from v2pe.eval.scorers.aggregate import mmmu_summary
+
+    subjects = {name: (sum(float(r.get("score") or 0.0) for r in records), len(records)) for name, records in run.tasks.items()}
+    summary = mmmu_summary(subjects)
+    datasets = _task_rows(run)
+    headline = {"Overall": _pct(summary["overall"]["acc"])}
+    headline.update({f"Overall-{d}": _pct(v["acc"]) for d, v in summary["domains"].items() if v["num"]})
+    return {"datasets": datasets, "domains": {d: {"acc": _pct(v["acc"]), "num": v["num"]} for d, v in summary["domains"].items()},
+            "overall": {"acc": _pct(summary["overall"]["acc"]), "num": summary["overall"]["num"]}, "headline": headline}
+
+
+def mvbench_numbers(run: Run) -> dict:
+    from v2pe.eval.runners.mvbench import aggregate
+
+    final = aggregate(run.tasks)
+    return {"datasets": _task_rows(run), "headline": {f"{name}": value for name, value in final.items()}}
+
+
+def videomme_numbers(run: Run) -> dict:
+    from v2pe.eval.runners.videomme import aggregate
+
+    durations = aggregate(run.tasks)
+    headline = {}
+    for name, d in durations.items():
+        headline[f"{name} accuracy"] = d["accuracy"]
+        headline[f"{name} accuracy (answered only, eval_your_results.py)"] = d["accuracy_answered"]
+    return {"datasets": _task_rows(run), "durations": durations, "headline": headline}
+
+
+NUMBERS.update({"mvbench": mvbench_numbers, "videomme": videomme_numbers})
+NUMBERS.update({"scienceqa": scienceqa_numbers, "pope": pope_numbers, "seed": seed_numbers, "mmbench": mmbench_numbers,
+                "mmmu": mmmu_numbers})
+
+
 def run_numbers(run: Run) -> dict:
     if run.benchmark not in NUMBERS:
         raise DataError(f"{run.path}: unknown benchmark {run.benchmark!r} in run.json")
@@ -332,6 +453,82 @@ def vqa_markdown(numbers: dict) -> str:
 MARKDOWN = {"mm-niah": mmniah_markdown, "milebench": milebench_markdown, "long-vqa": longvqa_markdown, "vqa": vqa_markdown}
 
 
+def _headline_table(numbers: dict) -> str:
+    return _table(["", "score"], [[label, _fmt(value)] for label, value in numbers["headline"].items()])
+
+
+def scienceqa_markdown(numbers: dict) -> str:
+    rows = [[name, _fmt(d["score"]), d["samples"], d["errors"]] for name, d in numbers["datasets"].items()]
+    return "Acc@1 (post-processed letter == gold letter; x100):\n\n" + _table(["task", "Acc@1", "n", "errors"], rows)
+
+
+def pope_markdown(numbers: dict) -> str:
+    rows = [[name, *(_fmt(c[k]) for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")),
+             f"{c['tp']}/{c['fp']}/{c['tn']}/{c['fn']}", c["samples"], c["errors"]] for name, c in numbers["categories"].items()]
+    return ("Per category, as eval_pope.py (positive class 'yes'; x100; a failed sample counts as the wrong answer):\n\n"
+            + _table(["category", "accuracy", "precision", "recall", "F1", "yes ratio", "TP/FP/TN/FN", "n", "errors"], rows)
+            + f"\n\nOverall F1 (mean over the categories): {_fmt(numbers['overall_f1'])}")
+
+
+def seed_markdown(numbers: dict) -> str:
+    parts = []
+    for name, t in numbers["tasks"].items():
+        parts.append(_table(["task", "Acc@1 first letter (calculation.py)", "Acc@1 exact (evaluate_seed.py)", "image", "video", "n", "errors"],
+                            [[name, _fmt(t["acc1_first_char"]), _fmt(t["acc1_exact"]), _fmt(t["image"]), _fmt(t["video"]),
+                              t["samples"], t["errors"]]]))
+        parts.append(f"Per question type of `{name}` (first letter; x100):")
+        parts.append(_table(["type", "name", "accuracy", "n"], [[k, v["name"], _fmt(v["accuracy"]), v["n"]] for k, v in t["types"].items()]))
+    return "\n\n".join(parts)
+
+
+def mmbench_markdown(numbers: dict) -> str:
+    rows = [[name, _fmt(t.get("accuracy")) if t["has_answers"] else "- (no answers)", _fmt(t.get("circular")),
+             t.get("questions", "-"), t["samples"], t["errors"]] for name, t in numbers["tasks"].items()]
+    parts = ["Local scores where the file has answers (x100): accuracy per row, and circular accuracy (the MMBench "
+             "server rule: all passes of a question right; '-' without circular passes). The official numbers come "
+             "from the server, from the submission files written beside this report.",
+             _table(["dataset", "accuracy", "circular", "questions", "rows", "errors"], rows)]
+    for name, t in numbers["tasks"].items():
+        if t["has_answers"] and t["categories"]:
+            parts.append(f"Per category of `{name}` (x100):")
+            parts.append(_table(["category", "accuracy", "circular"],
+                                [[c, _fmt(v), _fmt(t["circular_categories"].get(c)) if t["circular"] is not None else "-"]
+                                 for c, v in t["categories"].items()]))
+    return "\n\n".join(parts)
+
+
+def mmmu_markdown(numbers: dict) -> str:
+    rows = [[f"Overall-{d}", v["num"], _fmt(v["acc"]) if v["num"] else "-"] for d, v in numbers["domains"].items()]
+    rows.append(["**Overall**", numbers["overall"]["num"], _fmt(numbers["overall"]["acc"])])
+    return ("As main_eval_only.py (instance-level accuracy; x100):\n\n" + _table(["", "num", "acc"], rows)
+            + "\n\nPer subject:\n\n" + _table(["subject", "acc", "n", "errors"],
+                                               [[n, _fmt(d["score"]), d["samples"], d["errors"]] for n, d in numbers["datasets"].items()]))
+
+
+def mvbench_markdown(numbers: dict) -> str:
+    return "Accuracy per task and Avg (all correct / all samples), as evaluate_mvbench.py's final_res (x100):\n\n" + _headline_table(numbers)
+
+
+def videomme_markdown(numbers: dict) -> str:
+    rows = [[name, d["n"], d["answered"], _fmt(d["accuracy"]), _fmt(d["accuracy_answered"])] for name, d in numbers["durations"].items()]
+    return ("Accuracy per duration (x100): over all questions, and over answered ones only as Video-MME's "
+            "eval_your_results.py divides:\n\n" + _table(["duration", "n", "answered", "accuracy", "answered only"], rows))
+
+
+MARKDOWN.update({"mvbench": mvbench_markdown, "videomme": videomme_markdown})
+MARKDOWN.update({"scienceqa": scienceqa_markdown, "pope": pope_markdown, "seed": seed_markdown, "mmbench": mmbench_markdown,
+                 "mmmu": mmmu_markdown})
+
+
+def run_files(run: Run, numbers: dict, folder: Path) -> list[Path]:
+    """Files a benchmark's official evaluation writes besides scores: MMBench submission files."""
+    if run.benchmark != "mmbench" or not numbers:
+        return []
+    from v2pe.eval.runners.mmbench import write_submission
+
+    return [write_submission(name, records, folder) for name, records in run.tasks.items()]
+
+
 def comparison_rows(benchmark: str, numbers: Sequence[dict]) -> tuple[list[str], list[list]]:
     """(row labels, values per run) of the headline numbers of runs of one benchmark."""
     rows: dict[str, list] = {}
@@ -366,6 +563,8 @@ def comparison_rows(benchmark: str, numbers: Sequence[dict]) -> tuple[list[str],
         else:
             for name, d in n["datasets"].items():
                 put(name, i, d["score"])
+            for label, value in n.get("headline", {}).items():  # general image benchmarks' official aggregates
+                put(label, i, value)
     def category(label: str) -> int:
         if benchmark != "mm-niah":
             return 0
@@ -544,6 +743,9 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
         lines += [MARKDOWN[run.benchmark](n), ""]
         plot_paths = run_plots(run, n, out / run.label)
         files += plot_paths
+        extra_files = run_files(run, n, out / run.label)
+        files += extra_files
+        lines += [f"Submission file: `{p.relative_to(out).as_posix()}`" for p in extra_files] + ([""] if extra_files else [])
         lines += [f"![{p.stem}]({p.relative_to(out).as_posix()})" for p in plot_paths] + ([""] if plot_paths else [])
 
     report = out / "report.md"

@@ -34,6 +34,7 @@ import torch
 from PIL import Image
 
 from v2pe.errors import ConfigError, DataError
+from v2pe.processing.video import VideoFrame
 
 TILE_SIZE = 448
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -41,13 +42,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.asarray(IMAGENET_STD, dtype=np.float32)
 
-ImageInput = str | PathLike | Image.Image
+ImageInput = str | PathLike | Image.Image | VideoFrame
 
 
 def load_image(image: ImageInput) -> Image.Image:
-    """An RGB PIL image from a path or a PIL image; unreadable files raise DataError."""
+    """An RGB PIL image from a path, a PIL image or a video frame; unreadable files raise DataError."""
     if isinstance(image, Image.Image):
         return image.convert("RGB")
+    if isinstance(image, VideoFrame):  # decoded from its video (v2pe.processing.video)
+        return image.load().convert("RGB")
     path = Path(image)
     try:
         with Image.open(path) as opened:

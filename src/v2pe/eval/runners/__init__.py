@@ -15,10 +15,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from v2pe.errors import ConfigError
-from v2pe.eval.runners import longvqa, milebench, mmniah, vqa
+from v2pe.eval.runners import longvqa, milebench, mmniah, mvbench, videomme, vqa
+from v2pe.eval.runners import mmbench, mmmu, pope, scienceqa, seed  # general image benchmarks
 from v2pe.eval.runners.base import DEFAULT_SCORER_SOURCE, Benchmark, Sample, Task, run_tasks
 
 BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (mmniah.BENCHMARK, milebench.BENCHMARK, longvqa.BENCHMARK, vqa.BENCHMARK)}
+BENCHMARKS.update({b.name: b for b in (mvbench.BENCHMARK, videomme.BENCHMARK)})  # video benchmarks
+BENCHMARKS.update({b.name: b for b in (scienceqa.BENCHMARK, pope.BENCHMARK, mmbench.BENCHMARK, mmmu.BENCHMARK, seed.BENCHMARK)})  # general image benchmarks
 
 INFORMATIVE_OPTIONS = ("image_root",)
 

@@ -3,9 +3,26 @@
 Data: the InternVL `data/` folder (`--data path/to/data`): each dataset's test JSONL at its
 official place (table below), lines `{"image", "question", "question_id", "answer"?}`. Image
 paths are relative to the folder holding `data/` (InternVL runs from its repo root); they are
-also looked up under `--image-root` and `DATA`. Datasets scored with VQA accuracy read the 10
-human answers from the official annotation JSON (`{"annotations": [{"question_id", "answers":
-[{"answer"}]}]}`) when a line has no `answer`.
+also looked up under `--image-root` and `DATA`.
+
+Gold answers, as the official scoring takes them: the VQA-accuracy datasets (VQAv2, OK-VQA,
+TextVQA, VizWiz) score against the 10 human answers of the annotation JSON (`{"annotations":
+[{"question_id", "answers": [{"answer"}]}]}`, `question_id2answers` in `evaluate_vqa.py`), and
+DocVQA / InfographicVQA against the answers of their ground-truth JSON (`{"data":
+[{"questionId", "answers": [...]}]}`, read by `infographicsvqa_eval.py -g`), whatever `answer` a
+test line carries (InternVL's TextVQA lines carry a single one). Only when that annotation file
+is absent are the line's own answers used, and then every result line and the task info say so
+(`answer_source`: "annotation" or "line"). A question missing from an annotation file that
+exists is a DataError before generation (the official code raises KeyError after it).
+
+| dataset | annotation file (under DATA) |
+|---|---|
+| vqav2_val | vqav2/v2_mscoco_val2014_annotations.json |
+| okvqa_val | okvqa/mscoco_val2014_annotations.json |
+| textvqa_val | textvqa/textvqa_val_annotations.json |
+| vizwiz_val | vizwiz/vizwiz_val_annotations.json |
+| docvqa_val | docvqa/val/val_v1.0.json (the current `evaluate_vqa.py`), else docvqa/val/val_v1.0_withQT.json |
+| infographicsvqa_val | infographicsvqa/infographicsVQA_val_v1.0_withQT.json |
 
 Prompt: question + ' ' + prompt, with prompt 'Answer the question using a single word or
 phrase.' (VizWiz: "When the provided information is insufficient, respond with
@@ -23,7 +40,7 @@ max_new_tokens 10 or 100 per dataset.
 | ai2diagram_test | mc_ai2d |
 | gqa_testdev_llava | exact_match_vqa (approximation: the official score is GQA's own eval.py) |
 
-Result lines add `question_id` and `question` (with the prompt).
+Result lines add `question_id`, `question` (with the prompt) and `answer_source`.
 """
 
 from __future__ import annotations
@@ -45,7 +62,8 @@ class VQADataset:
     max_new_tokens: int
     scorer: str
     max_tiles: int = 6
-    annotation: str | None = None  # VQA-format answers (vqa_score datasets)
+    annotation: tuple[str, ...] = ()  # official ground-truth files (the first one present is read)
+    annotation_format: str = "vqa"  # "vqa": annotations[].answers[].answer; "docvqa": data[].questionId/answers
 
     def prompt(self, name: str) -> str:
         if "vizwiz" in name:
@@ -56,18 +74,21 @@ class VQADataset:
 
 
 DATASETS = {
-    "vqav2_val": VQADataset("vqav2/vqav2_val.jsonl", 10, "vqa_accuracy_textvqa", annotation="vqav2/v2_mscoco_val2014_annotations.json"),
-    "okvqa_val": VQADataset("okvqa/okvqa_val.jsonl", 10, "vqa_accuracy_textvqa", annotation="okvqa/mscoco_val2014_annotations.json"),
-    "textvqa_val": VQADataset("textvqa/textvqa_val.jsonl", 10, "vqa_accuracy_textvqa", annotation="textvqa/textvqa_val_annotations.json"),
-    "vizwiz_val": VQADataset("vizwiz/vizwiz_val.jsonl", 10, "vqa_accuracy_textvqa", annotation="vizwiz/vizwiz_val_annotations.json"),
-    "docvqa_val": VQADataset("docvqa/val.jsonl", 100, "anls_infographicsvqa", max_tiles=18),
+    "vqav2_val": VQADataset("vqav2/vqav2_val.jsonl", 10, "vqa_accuracy_textvqa", annotation=("vqav2/v2_mscoco_val2014_annotations.json",)),
+    "okvqa_val": VQADataset("okvqa/okvqa_val.jsonl", 10, "vqa_accuracy_textvqa", annotation=("okvqa/mscoco_val2014_annotations.json",)),
+    "textvqa_val": VQADataset("textvqa/textvqa_val.jsonl", 10, "vqa_accuracy_textvqa", annotation=("textvqa/textvqa_val_annotations.json",)),
+    "vizwiz_val": VQADataset("vizwiz/vizwiz_val.jsonl", 10, "vqa_accuracy_textvqa", annotation=("vizwiz/vizwiz_val_annotations.json",)),
+    "docvqa_val": VQADataset("docvqa/val.jsonl", 100, "anls_infographicsvqa", max_tiles=18,
+                             annotation=("docvqa/val/val_v1.0.json", "docvqa/val/val_v1.0_withQT.json"), annotation_format="docvqa"),
     "chartqa_test_human": VQADataset("chartqa/test_human.jsonl", 100, "relaxed_accuracy_vqa", max_tiles=12),
     "chartqa_test_augmented": VQADataset("chartqa/test_augmented.jsonl", 100, "relaxed_accuracy_vqa", max_tiles=12),
     "gqa_testdev_llava": VQADataset("gqa/llava_gqa_testdev_balanced_qwen_format.jsonl", 10, "exact_match_vqa"),
     "ocrvqa_val": VQADataset("ocrvqa/ocrvqa_val.jsonl", 100, "exact_match_vqa"),
     "ocrvqa_test": VQADataset("ocrvqa/ocrvqa_test.jsonl", 100, "exact_match_vqa"),
     "ai2diagram_test": VQADataset("ai2diagram/test_vlmevalkit.jsonl", 10, "mc_ai2d"),
-    "infographicsvqa_val": VQADataset("infographicsvqa/val.jsonl", 100, "anls_infographicsvqa", max_tiles=24),
+    "infographicsvqa_val": VQADataset("infographicsvqa/val.jsonl", 100, "anls_infographicsvqa", max_tiles=24,
+                                      annotation=("infographicsvqa/infographicsVQA_val_v1.0_withQT.json",),
+                                      annotation_format="docvqa"),
 }
 
 
@@ -98,9 +119,12 @@ def read_task(name: str, data: Path, roots: list[Path], limit: int | None, max_t
         if limit is not None and len(rows) >= limit:
             break
         rows.append((number, record))
+    annotation_path = next((data / a for a in dataset.annotation if (data / a).is_file()), None)
     annotations = None
-    if dataset.annotation and any("answer" not in r for _, r in rows):
-        annotations = _vqa_answers(data / dataset.annotation)
+    if annotation_path is not None:
+        annotations = _docvqa_answers(annotation_path) if dataset.annotation_format == "docvqa" else _vqa_answers(annotation_path)
+        annotations.update({str(k): v for k, v in list(annotations.items()) if str(k) not in annotations})
+    source = "annotation" if annotations is not None else "line"
     ids = unique_ids([require(r, "question_id", f"{path}:{n}") for n, r in rows], [n for n, _ in rows])
     prompt = dataset.prompt(name)
     samples = []
@@ -108,14 +132,15 @@ def read_task(name: str, data: Path, roots: list[Path], limit: int | None, max_t
         where = f"{path}:{number}"
         image = require(record, "image", where, str)
         question = require(record, "question", where, str)
-        if "answer" in record:
+        if annotations is not None:
+            answer = annotations.get(record["question_id"], annotations.get(str(record["question_id"])))  # "12" and 12 alike
+            if answer is None:
+                raise DataError(f"{where}: question_id {record['question_id']!r} has no answers in {annotation_path}")
+        elif "answer" in record:
             answer = record["answer"]
-        elif annotations is not None:
-            if record["question_id"] not in annotations:
-                raise DataError(f"{where}: question_id {record['question_id']!r} has no answers in {data / dataset.annotation}")
-            answer = annotations[record["question_id"]]
         else:
-            raise DataError(f"{where}: missing field 'answer'")
+            expected = " or ".join(str(data / a) for a in dataset.annotation)
+            raise DataError(f"{where}: missing field 'answer'" + (f" and no annotation file ({expected})" if expected else ""))
         if prompt:
             question = question + " " + prompt
         samples.append(Sample(
@@ -126,10 +151,13 @@ def read_task(name: str, data: Path, roots: list[Path], limit: int | None, max_t
             scorer=dataset.scorer,
             max_new_tokens=dataset.max_new_tokens,
             max_tiles=max_tiles or dataset.max_tiles,
-            fields={"question_id": record["question_id"], "question": question},
+            fields={"question_id": record["question_id"], "question": question, "answer_source": source},
             generate_kwargs={"min_new_tokens": 1},
         ))
-    return Task(name, path, samples, {"scorer": dataset.scorer})
+    info = {"scorer": dataset.scorer, "answer_source": source}
+    if annotation_path is not None:
+        info["annotation"] = str(annotation_path)
+    return Task(name, path, samples, info)
 
 
 def _vqa_answers(path: Path) -> dict:
@@ -140,6 +168,20 @@ def _vqa_answers(path: Path) -> dict:
         where = f"{path}: annotations[{index}]"
         entries = require(item, "answers", where, list)
         answers[require(item, "question_id", where)] = [require(e, "answer", f"{where}: answers", str) for e in entries]
+    return answers
+
+
+def _docvqa_answers(path: Path) -> dict:
+    """questionId -> answers of a DocVQA / InfographicVQA ground-truth file."""
+    annotation = read_json(path)
+    items = require(annotation, "data", str(path), list)
+    answers = {}
+    for index, item in enumerate(items):
+        where = f"{path}: data[{index}]"
+        entries = require(item, "answers", where, list)
+        if not entries or not all(isinstance(e, str) for e in entries):
+            raise DataError(f"{where}: answers must be a non-empty list of strings")
+        answers[require(item, "questionId", where)] = entries
     return answers
 
 

@@ -167,3 +167,96 @@ def milebench_summary(dataset_scores: Mapping[str, float]) -> dict:
     summary["Avg"] = sum(main_groups) / 3 if None not in main_groups else None
     summary["missing"] = missing
     return summary
+
+
+# ----------------------------------------------------------------------------- general benchmarks
+# POPE per-category metrics are `pope.pope_metrics`; the official `eval_pope.py` ends with
+# "Overall F1" = the mean F1 over the category files.
+
+
+def pope_overall_f1(category_metrics: Mapping[str, Mapping[str, float]]) -> float | None:
+    """`eval_pope.py`'s Overall F1: mean of the categories' F1 (None without categories)."""
+    values = [m["f1"] for m in category_metrics.values()]
+    return sum(values) / len(values) if values else None
+
+
+#: SEED-Bench v1 question types (`SEED-Bench.json` "question_type"); 1-9 image, 10-12 video.
+SEED_QUESTION_TYPES = {
+    1: "Scene Understanding", 2: "Instance Identity", 3: "Instance Attributes", 4: "Instance Location",
+    5: "Instances Counting", 6: "Spatial Relation", 7: "Instance Interaction", 8: "Visual Reasoning",
+    9: "Text Understanding", 10: "Action Recognition", 11: "Action Prediction", 12: "Procedure Understanding",
+}
+
+
+def seed_type_scores(samples: Iterable[Mapping]) -> dict:
+    """SEED `calculation.py`: accuracy per question type id, and image (types 1-9) / video
+    (10-12) / total accuracy over all samples (0..1). Samples: {'question_type_id', 'score'};
+    a missing type id counts under None. The official script divides by zero (and stops) for a
+    type without samples; types without samples are simply absent here, and image/video are
+    None when they have no samples."""
+    by_type: dict = {}
+    for sample in samples:
+        by_type.setdefault(sample.get("question_type_id"), []).append(float(sample["score"]))
+    def mean(values):
+        return sum(values) / len(values) if values else None
+    image = [s for t, v in by_type.items() if isinstance(t, int) and 1 <= t <= 9 for s in v]
+    video = [s for t, v in by_type.items() if not (isinstance(t, int) and 1 <= t <= 9) for s in v]
+    return {
+        "types": {t: {"accuracy": mean(v), "n": len(v)} for t, v in sorted(by_type.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))},
+        "image": mean(image), "video": mean(video), "total": mean(image + video),
+    }
+
+
+MMBENCH_CIRCULAR_MOD = 1_000_000
+
+
+def mmbench_circular(samples: Iterable[Mapping]) -> dict:
+    """MMBench circular evaluation (the MMBench server / VLMEvalKit rule; the InternVL script
+    only writes the submission file): rows whose `index % 1e6` agree are the circular passes of
+    one question, and the question counts as right only when every pass is right. Samples:
+    {'index', 'score', 'category'}. Returns overall and per-category accuracies (0..1) of the
+    plain per-row score and of the circular score, with the number of questions."""
+    rows: list[tuple[int, float, str]] = [(int(s["index"]), float(s["score"]), s.get("category") or "?") for s in samples]
+    groups: dict[int, list[tuple[float, str]]] = {}
+    for index, score, category in rows:
+        groups.setdefault(index % MMBENCH_CIRCULAR_MOD, []).append((score, category))
+    def per_category(items):
+        table: dict[str, list[float]] = {}
+        for score, category in items:
+            table.setdefault(category, []).append(score)
+        return {c: sum(v) / len(v) for c, v in sorted(table.items())}
+    circular = [(float(all(s == 1.0 for s, _ in members)), members[0][1]) for members in groups.values()]
+    return {
+        "vanilla": sum(s for _, s, _ in rows) / len(rows) if rows else None,
+        "vanilla_categories": per_category([(s, c) for _, s, c in rows]),
+        "circular": sum(s for s, _ in circular) / len(circular) if circular else None,
+        "circular_categories": per_category(circular),
+        "questions": len(groups),
+        "rows": len(rows),
+        "has_circular_passes": any(len(m) > 1 for m in groups.values()),
+    }
+
+
+#: MMMU `data_utils.DOMAIN_CAT2SUB_CAT`.
+MMMU_DOMAINS: dict[str, tuple[str, ...]] = {
+    "Art and Design": ("Art", "Art_Theory", "Design", "Music"),
+    "Business": ("Accounting", "Economics", "Finance", "Manage", "Marketing"),
+    "Science": ("Biology", "Chemistry", "Geography", "Math", "Physics"),
+    "Health and Medicine": ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine",
+                            "Pharmacy", "Public_Health"),
+    "Humanities and Social Science": ("History", "Literature", "Sociology", "Psychology"),
+    "Tech and Engineering": ("Agriculture", "Architecture_and_Engineering", "Computer_Science", "Electronics",
+                             "Energy_and_Power", "Materials", "Mechanical_Engineering"),
+}
+
+
+def mmmu_summary(subjects: Mapping[str, tuple[float, int]]) -> dict:
+    """`main_eval_only.py`: per subject (summed score, samples) -> per-domain and overall
+    instance-level accuracy (sample-weighted, 0..1; a domain without subjects is 0 with num 0,
+    as `calculate_ins_level_acc`). Subjects outside the 30 MMMU subjects count only in Overall."""
+    def level(names):
+        correct = sum(subjects[n][0] for n in names)
+        number = sum(subjects[n][1] for n in names)
+        return {"acc": correct / number if number else 0.0, "num": number}
+    domains = {domain: level([n for n in members if n in subjects]) for domain, members in MMMU_DOMAINS.items()}
+    return {"domains": domains, "overall": level(list(subjects))}

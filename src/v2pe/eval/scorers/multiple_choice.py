@@ -4,7 +4,10 @@
   eval/scienceqa): strip; a one-character answer is taken as is; an answer
   starting with an option letter gives that letter; otherwise the first option
   (in option order) whose text occurs in the answer. MMBench returns the
-  answer unchanged when nothing matches; ScienceQA draws a random option.
+  answer unchanged when nothing matches; ScienceQA draws a random option in
+  early InternVL versions, while the version V2PE forked returns the answer
+  unchanged like MMBench (benchmarks.md section 6) - scored wrong either way
+  here, since no random generator is given by the runners.
 * SEED `calculation.py`: the first character of the prediction must equal the
   gold letter.
 * AI2D (`evaluate_vqa.py`, metric "accuracy"): exact match after strip + lowercase.

@@ -28,10 +28,12 @@ from v2pe.eval.scorers.base import ScoringError, as_answer_list, require_text
 from v2pe.eval.scorers.due import due_f1
 from v2pe.eval.scorers.longvqa import longvqa_item_score
 from v2pe.eval.scorers.milebench import milebench_mmcoqa, milebench_multichoice, milebench_needle, milebench_rouge_l
+from v2pe.eval.scorers.mmmu import mmmu_choice_correct_post_process, mmmu_open_correct
 from v2pe.eval.scorers.mmniah import mmniah_is_correct
 from v2pe.eval.scorers.multiple_choice import ai2d_correct, choice_correct, mmmu_correct, seed_correct
 from v2pe.eval.scorers.pope import pope_item_correct
 from v2pe.eval.scorers.relaxed import exact_match_vqa, relaxed_accuracy_owl, relaxed_accuracy_vqa
+from v2pe.eval.scorers.video import mvbench_check_ans, videomme_correct
 from v2pe.eval.scorers.vqa_accuracy import textvqa_accuracy
 
 ScoreFn = Callable[[Any, Any, dict, str], float]
@@ -177,9 +179,25 @@ _REGISTRY: dict[str, _Entry] = {
                       "SEED first character == gold letter"),
     "mc_ai2d": _Entry(lambda p, a, e, v: ai2d_correct(*_text_and_answers(p, a)), "0-1",
                       "AI2D exact match (strip+lowercase)"),
+    "mvbench_check_ans": _Entry(lambda p, a, e, v: mvbench_check_ans(p, a), "0-1",
+                                "MVBench check_ans: first word vs '(X) text' by containment", ("official",)),
+    "videomme_choice": _Entry(lambda p, a, e, v: videomme_correct(p, a), "0-1",
+                              "Video-MME extract_characters_regex letter == gold", ("official",)),
     "mc_mmmu": _Entry(lambda p, a, e, v: mmmu_correct(require_text(p, "prediction"), a, _options(e)), "0-1",
                       "MMMU multiple-choice parse == gold (no random fallback)"),
+    "mc_mmmu_post_process": _Entry(
+        lambda p, a, e, v: mmmu_choice_correct_post_process(require_text(p, "prediction"), _gold(a), _options(e)), "0-1",
+        "MMMU multiple choice as InternVL scores it: post_process letter == gold (extra.options)"),
+    "mmmu_open": _Entry(
+        lambda p, a, e, v: mmmu_open_correct(require_text(p, "prediction"), _gold(a), e.get("options")), "0-1",
+        "MMMU open answer: parse_open_response + eval_open"),
 }
+
+
+def _gold(answer: Any) -> str | list[str]:
+    if isinstance(answer, str) or (isinstance(answer, list) and answer and all(isinstance(a, str) for a in answer)):
+        return answer
+    raise ScoringError(f"the gold answer must be a string or a non-empty list of strings, got {answer!r}")
 
 
 def scorer_names() -> list[str]:

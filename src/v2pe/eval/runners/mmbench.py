@@ -1,0 +1,293 @@
+"""MMBench / CCBench runner (reference-spec 5.4; InternVL `eval/mmbench/evaluate_mmbench.py`).
+
+Data (`--data`): InternVL's `data/mmbench` folder (or `data/`, then `data/mmbench/...`) with the
+released TSV files; each found file is one task, named as the official dataset:
+
+| task | file | language |
+|---|---|---|
+| mmbench_dev_20230712 | mmbench_dev_20230712.tsv | en |
+| mmbench_dev_cn_20231003 | mmbench_dev_cn_20231003.tsv | cn |
+| mmbench_dev_en_20231003 | mmbench_dev_en_20231003.tsv | en |
+| mmbench_test_cn_20231003 | mmbench_test_cn_20231003.tsv | cn |
+| mmbench_test_en_20231003 | mmbench_test_en_20231003.tsv | en |
+| ccbench_dev_cn | CCBench_legacy.tsv | cn |
+
+Columns: `index, question, hint, A..E, answer (dev only), category, image (base64), source,
+l2-category, comment, split` (as released). Images are decoded once into a cache folder
+(`$V2PE_CACHE_DIR`, default `~/.cache/v2pe`, under `images/mmbench/<file>-<hash>/<index>.<ext>`),
+as the raw bytes, so they decode to exactly what `Image.open(BytesIO(b64decode(...)))` gives.
+
+Prompt: `[hint + "\\n"] + question + "\\nA. x" ... (non-empty columns A-E, in order) + "\\n" +
+prompt`, prompt en `Answer with the option's letter from the given choices directly.`, cn
+`请直接回答选项字母。`; one image, tiles up to 6, `<image>\\n` prepended as `chat()` does;
+greedy, min_new_tokens 1, max_new_tokens 100. Sample id = `index`.
+
+Scoring: the official script scores nothing: it writes a submission xlsx with the post-processed
+answer (`post_process`: one character kept as is, else a leading option letter, else the first
+option whose text occurs in the answer, else the answer unchanged) for the MMBench server. Here
+each line is scored with `mc_mmbench` (that letter == the `answer` column) where the file has
+answers (dev); `v2pe eval report` gives this local per-row accuracy, per category, and the
+circular accuracy of the MMBench server rule (rows whose `index % 1e6` agree are one question,
+right only when all its passes are right; `scorers.aggregate.mmbench_circular`). Test files have
+no answers: their lines score 0 with `answer` null and the report shows no accuracy.
+
+Submission file (`write_submission`, written by `v2pe eval report` for every MMBench task, or by
+hand): the TSV without `hint, category, source, image, comment, l2-category` (CCBench: without
+`category, image`), with `prediction` inserted as column 7 (CCBench: 9), one row per TSV row
+(rows not run keep an empty prediction), as `pandas.to_excel(engine='openpyxl')` writes it.
+With openpyxl installed the file is `<task>.xlsx` like the official one; without it, the same
+columns are written as `<task>.tsv` (say so when submitting: the server takes xlsx).
+
+Official quirks:
+* The TSV is read by pandas: a cell that is empty or one of pandas' default NA strings ("NA",
+  "N/A", "None", "null", "nan", ...; "None" since pandas 2.0) is missing, so such an option is
+  dropped and such a hint unused. Reproduced (`PANDAS_NA`). Not reproduced: pandas' per-column
+  number parsing (a column made only of numbers would print options as `1.0`).
+* The hint and question are not stripped; missing options are skipped but the letters of the
+  others are kept (A, B, D possible).
+* `drop(columns=[...])` raises KeyError officially when one of the dropped columns is absent;
+  here absent columns are skipped.
+* An empty answer crashes the official run (`pred[0]`); here it is scored wrong / written empty.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import hashlib
+import io
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from v2pe.errors import ConfigError, DataError
+from v2pe.eval.runners.base import Benchmark, Sample, Task
+from v2pe.eval.scorers.multiple_choice import mmbench_answer
+
+PROMPTS = {"en": "Answer with the option's letter from the given choices directly.", "cn": "请直接回答选项字母。"}
+OPTION_LETTERS = "ABCDE"
+MAX_NEW_TOKENS = 100
+MAX_TILES = 6
+#: pandas.read_csv's default NA strings (pandas >= 2.0).
+PANDAS_NA = frozenset({"", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN",
+                       "<NA>", "N/A", "NA", "NULL", "NaN", "None", "n/a", "nan", "null"})
+
+
+@dataclass(frozen=True)
+class MMBenchFile:
+    file: str
+    language: str
+    dropped: tuple[str, ...]
+    prediction_column: int  # 0-based position of 'prediction' in the submission
+
+    @property
+    def is_mmbench(self) -> bool:
+        return self.file.startswith("mmbench")
+
+
+_MMBENCH_DROP = ("hint", "category", "source", "image", "comment", "l2-category")
+DATASETS = {
+    "mmbench_dev_20230712": MMBenchFile("mmbench_dev_20230712.tsv", "en", _MMBENCH_DROP, 6),
+    "mmbench_dev_cn_20231003": MMBenchFile("mmbench_dev_cn_20231003.tsv", "cn", _MMBENCH_DROP, 6),
+    "mmbench_dev_en_20231003": MMBenchFile("mmbench_dev_en_20231003.tsv", "en", _MMBENCH_DROP, 6),
+    "mmbench_test_cn_20231003": MMBenchFile("mmbench_test_cn_20231003.tsv", "cn", _MMBENCH_DROP, 6),
+    "mmbench_test_en_20231003": MMBenchFile("mmbench_test_en_20231003.tsv", "en", _MMBENCH_DROP, 6),
+    "ccbench_dev_cn": MMBenchFile("CCBench_legacy.tsv", "cn", ("category", "image"), 8),
+}
+
+
+# ----------------------------------------------------------------------------- embedded images
+
+
+def cache_root() -> Path:
+    """Where decoded embedded images go: $V2PE_CACHE_DIR, else ~/.cache/v2pe."""
+    return Path(os.environ.get("V2PE_CACHE_DIR") or Path.home() / ".cache" / "v2pe")
+
+
+def image_folder(benchmark: str, source: Path, variant: str = "") -> Path:
+    """A cache folder for the images embedded in `source`, keyed by its path, size and mtime
+    (and `variant`, e.g. a tile size), so an edited file never reuses stale images."""
+    stat = source.stat()
+    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}".encode()).hexdigest()[:12]
+    return cache_root() / "images" / benchmark / f"{source.stem}-{key}"
+
+
+def image_suffix(data: bytes) -> str:
+    for magic, suffix in ((b"\xff\xd8", ".jpg"), (b"\x89PNG", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"),
+                          (b"RIFF", ".webp"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif")):
+        if data.startswith(magic):
+            return suffix
+    return ".img"
+
+
+def write_once(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` unless an identical-size file is there (atomic rename)."""
+    if path.is_file() and path.stat().st_size == len(data):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- reading
+
+
+def read_tsv(path: Path, limit: int | None = None) -> tuple[list[str], list[tuple[int, dict[str, str | None]]]]:
+    """(header, [(line number, {column: value or None (pandas NA)})]) of a TSV as pandas reads it
+    (tab separated, '"' quoting)."""
+    old_limit = csv.field_size_limit()
+    csv.field_size_limit(sys.maxsize)  # base64 images are far beyond csv's default 128 KiB field limit
+    try:
+        with open(path, encoding="utf-8", newline="") as handle:
+            reader = csv.reader(handle, delimiter="\t")
+            try:
+                header = next(reader)
+            except StopIteration:
+                raise DataError(f"{path}: empty TSV file") from None
+            rows = []
+            for values in reader:
+                if limit is not None and len(rows) >= limit:
+                    break
+                if not values:
+                    continue
+                if len(values) != len(header):
+                    raise DataError(f"{path}:{reader.line_num}: {len(values)} fields for {len(header)} columns")
+                rows.append((reader.line_num, {k: (None if v in PANDAS_NA else v) for k, v in zip(header, values)}))
+    except UnicodeDecodeError as error:
+        raise DataError(f"{path}: not UTF-8 ({error})") from None
+    except csv.Error as error:
+        raise DataError(f"{path}: malformed TSV ({error})") from None
+    finally:
+        csv.field_size_limit(old_limit)
+    return header, rows
+
+
+def build_prompt(question: str, hint: str | None, options: Mapping[str, str], language: str) -> str:
+    prompt = question if hint is None else hint + "\n" + question
+    for key, item in options.items():
+        prompt += f"\n{key}. {item}"
+    return prompt + "\n" + PROMPTS[language]
+
+
+def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = None, limit: int | None = None,
+               max_tiles: int | None = None, **_) -> list[Task]:
+    data = Path(data)
+    if not data.is_dir():
+        raise DataError(f"MMBench data folder {data} does not exist")
+    unknown = [t for t in tasks or [] if t not in DATASETS]
+    if unknown:
+        raise ConfigError(f"unknown MMBench dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}")
+    folder = data / "mmbench" if not any((data / d.file).is_file() for d in DATASETS.values()) else data
+    present = [name for name, d in DATASETS.items() if (folder / d.file).is_file()]
+    names = list(tasks) if tasks else present
+    missing = [n for n in names if n not in present]
+    if missing or not names:
+        raise DataError(", ".join(f"{n}: {folder / DATASETS[n].file} not found" for n in missing)
+                        or f"{data}: no MMBench TSV found (expected e.g. {folder / DATASETS['mmbench_dev_20230712'].file})")
+    return [read_task(name, folder / DATASETS[name].file, limit, max_tiles) for name in names]
+
+
+def read_task(name: str, path: Path, limit: int | None, max_tiles: int | None) -> Task:
+    dataset = DATASETS[name]
+    header, rows = read_tsv(path, limit)
+    for column in ("index", "question", "image"):
+        if column not in header:
+            raise DataError(f"{path}: missing column {column!r}")
+    has_answers = "answer" in header
+    images = image_folder("mmbench", path)
+    samples = []
+    indexes = set()
+    for number, row in rows:
+        where = f"{path}:{number}"
+        try:
+            index = int(row["index"])
+        except (TypeError, ValueError):
+            raise DataError(f"{where}: index must be an integer, got {row['index']!r}") from None
+        if index in indexes:
+            raise DataError(f"{where}: index {index} repeats")
+        indexes.add(index)
+        if row["question"] is None or row["image"] is None:
+            raise DataError(f"{where}: empty {'question' if row['question'] is None else 'image'}")
+        try:
+            image_bytes = base64.b64decode(row["image"], validate=False)
+        except (binascii.Error, ValueError) as error:
+            raise DataError(f"{where}: image is not base64 ({error})") from None
+        image = write_once(images / f"{index}{image_suffix(image_bytes)}", image_bytes)
+        options = {k: row[k] for k in OPTION_LETTERS if row.get(k) is not None}
+        prompt = build_prompt(row["question"], row.get("hint"), options, dataset.language)
+        answer = row.get("answer") if has_answers else None
+        samples.append(Sample(
+            id=index,
+            prompt=prompt,
+            images=[image],
+            answer=answer,
+            scorer="mc_mmbench",
+            max_new_tokens=MAX_NEW_TOKENS,
+            max_tiles=max_tiles or MAX_TILES,
+            extra={"options": options},
+            fields={"index": index, "question": prompt, "category": row.get("category"),
+                    "l2_category": row.get("l2-category"), "row": {k: v for k, v in row.items() if k != "image"}},
+            generate_kwargs={"min_new_tokens": 1},
+        ))
+    return Task(name, path, samples, {"scorer": "mc_mmbench", "language": dataset.language, "has_answers": has_answers,
+                                      "columns": header})
+
+
+# ----------------------------------------------------------------------------- submission
+
+
+def submission_rows(task: str, header: Sequence[str], records: Sequence[Mapping]) -> tuple[list[str], list[list]]:
+    """(columns, rows) of the official submission from result lines (each with `row`,
+    `prediction`, `extra.options`)."""
+    dataset = DATASETS.get(task)
+    if dataset is None:
+        raise DataError(f"{task!r} is not an MMBench dataset ({', '.join(DATASETS)})")
+    columns = [c for c in header if c not in dataset.dropped]
+    columns.insert(dataset.prediction_column, "prediction")
+    rows = []
+    for record in records:
+        row = dict(record.get("row") or {})
+        prediction = record.get("prediction")
+        options = (record.get("extra") or {}).get("options") or {}
+        row["prediction"] = mmbench_answer(prediction, options) if isinstance(prediction, str) else None
+        if "index" in row and row["index"] is not None:
+            row["index"] = int(row["index"])
+        rows.append([row.get(c) for c in columns])
+    return columns, rows
+
+
+def write_submission(task: str, records: Sequence[Mapping], folder: str | Path) -> Path:
+    """The submission file of one MMBench task from its result lines: `<task>.xlsx` with
+    openpyxl, else `<task>.tsv` with the same columns. Rows follow the result lines."""
+    if not records:
+        raise DataError(f"{task}: no result lines")
+    header = list(records[0].get("row") or {})  # the TSV's columns in order, less the (dropped) image
+    columns, rows = submission_rows(task, header, records)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        import openpyxl
+    except ImportError:
+        path = folder / f"{task}.tsv"
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+        writer.writerow(columns)
+        writer.writerows(["" if v is None else v for v in row] for row in rows)
+        path.write_text(buffer.getvalue(), encoding="utf-8")
+        return path
+    path = folder / f"{task}.xlsx"
+    workbook = openpyxl.Workbook()
+    sheet = workbook.active
+    sheet.append(columns)
+    for row in rows:
+        sheet.append(row)
+    workbook.save(path)
+    return path
+
+
+BENCHMARK = Benchmark("mmbench", load_tasks, "MMBench / CCBench TSVs (dev: local and circular accuracy; test: submission file)")
