@@ -91,7 +91,11 @@ def register_runners(commands) -> None:
             "command again resumes. Malformed benchmark files stop before the model is loaded; problems of one "
             "sample (missing image, unparseable prediction, ...) score 0 with the reason in the line's 'error'.",
         )
-        runner.add_argument("--model", required=True, help="checkpoint folder (official internvl_chat or native internvl)")
+        runner.add_argument("--model", default=None, help="checkpoint folder (official internvl_chat or native internvl); "
+                            "with --dry-run only its config and tokenizer are read (optional there, except for MileBench)")
+        runner.add_argument("--dry-run", action="store_true",
+                            help="write OUT/dry-run/<task>.jsonl (id, prompt, images, tiles and generation settings per sample) "
+                                 "without loading weights, to check a run before paying for it")
         runner.add_argument("--data", required=True, type=Path, help="the benchmark's data folder")
         runner.add_argument("--out", required=True, type=Path, help="run folder (created, or resumed)")
         runner.add_argument("--delta", default="model", help="'model' (the checkpoint's delta, from rope_pos_id_stride; the official default), "
@@ -148,9 +152,19 @@ def run_runner(args) -> int:
         "mmmu_parse": getattr(args, "mmmu_parse", None),
     }
     options = {k: v for k, v in options.items() if v is not None}
-    processor = Processor.from_pretrained(args.model)
+    if args.model is None and not args.dry_run:
+        from v2pe.errors import ConfigError
+
+        raise ConfigError("--model is required (only --dry-run runs without one)")
+    processor = Processor.from_pretrained(args.model) if args.model else None
     tasks = load_tasks(args.benchmark, args.data, processor, args.tasks, args.limit, **options)  # fails before the model loads
     make_output_folder(args.out)  # a file in the way, say so before the model loads
+    if args.dry_run:
+        from v2pe.eval.runners.base import write_dry_run
+
+        for path in write_dry_run(tasks, Path(args.out) / "dry-run", _dry_run_delta(delta, args.model), processor):
+            print(path)
+        return 0
     total = sum(len(t.samples) for t in tasks)
     stderr_progress(f"{args.benchmark}: {len(tasks)} task(s), {total} samples read and checked; loading {args.model}")
     chat = Chat(load_model(args.model, dtype=args.dtype, device=args.device), processor, delta=delta, window=args.window)
@@ -162,6 +176,22 @@ def run_runner(args) -> int:
               f"({summary['ran']} run now)", file=sys.stdout)
     print(f"results in {args.out}; tables and plots: v2pe eval report {args.out} --out REPORT_DIR", file=sys.stderr)
     return 0
+
+
+def _dry_run_delta(delta, model: str | None) -> float | None:
+    """The delta a run would use, where it is known without a prompt: a number, or the checkpoint's."""
+    if isinstance(delta, float):
+        return delta
+    if delta != "model" or model is None:
+        return None  # "auto" depends on each prompt's length
+    from v2pe.model.checkpoint import read_config
+    from v2pe.model.official import is_official_config, v2pe_settings_from_official
+    from v2pe.model.settings import V2PESettings
+
+    config = read_config(model)
+    if is_official_config(config):
+        return v2pe_settings_from_official(config, None, None).delta
+    return V2PESettings.from_dict(config.get("v2pe")).delta
 
 
 def register_report(commands) -> None:

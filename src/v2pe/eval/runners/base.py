@@ -23,6 +23,7 @@ runner). The `scorer/source/prediction/answer/extra` fields make every line re-s
 from __future__ import annotations
 
 import copy
+import json
 import dataclasses
 import sys
 import time
@@ -211,6 +212,61 @@ def run_tasks(
         summaries[task.name] = summarize(records)
         summaries[task.name]["ran"] = len(todo)
     return summaries
+
+
+def dry_run_line(sample: Sample, delta: float | None = None, processor=None) -> dict:
+    """What a run would ask for one sample: the user text as the chat template receives it (after
+    the official `chat()` rule that prepends `<image>\\n` to a one-image question without one),
+    the images in prompt order (video frames as `VIDEO#frame=N`), tiles and generation settings."""
+    prompt = sample.prompt
+    if len(sample.images) == 1 and IMAGE not in prompt:
+        prompt = f"{IMAGE}\n{prompt}"
+    line = {"id": sample.id, "prompt": prompt, "images": [str(image) for image in sample.images],
+            "max_tiles": sample.max_tiles, "max_new_tokens": sample.max_new_tokens}
+    tiles = _tiles_per_image(sample, processor)
+    if tiles is not None:
+        line["tiles"] = tiles
+    for key in ("min_new_tokens", "num_beams", "do_sample"):
+        if key in sample.generate_kwargs:
+            line[key] = sample.generate_kwargs[key]
+    if delta is not None:
+        line["delta"] = delta
+    return line
+
+
+def _tiles_per_image(sample: Sample, processor) -> list[int] | None:
+    """Tiles of each image from its header (no decoding); None where a file cannot be read."""
+    from PIL import Image
+
+    from v2pe.processing.tiling import num_tiles_for_size
+
+    tiles = []
+    use_thumbnail = getattr(processor, "use_thumbnail", True)
+    min_tiles = getattr(processor, "min_tiles", 1)
+    for image in sample.images:
+        if not isinstance(image, (str, PathLike)):
+            tiles.append(1)  # a video frame: one tile, as the official video evaluation
+            continue
+        try:
+            with Image.open(image) as handle:
+                width, height = handle.size
+        except OSError:
+            return None
+        kwargs = {"tile_size": processor.tile_size} if processor is not None else {}
+        tiles.append(num_tiles_for_size(width, height, min_tiles, sample.max_tiles, use_thumbnail, **kwargs))
+    return tiles
+
+
+def write_dry_run(tasks: Sequence[Task], folder: Path, delta: float | None = None, processor=None) -> list[Path]:
+    """`folder/<task>.jsonl`: one `dry_run_line` per sample."""
+    from v2pe.files import make_output_folder, write_text_file
+
+    make_output_folder(folder)
+    paths = []
+    for task in tasks:
+        lines = (json.dumps(dry_run_line(sample, delta, processor), ensure_ascii=False) for sample in task.samples)
+        paths.append(write_text_file(folder / f"{task.name}.jsonl", "".join(line + "\n" for line in lines)))
+    return paths
 
 
 def summarize(records: Iterable[Mapping]) -> dict:
