@@ -21,6 +21,13 @@ window; an answer that depends on where the white quadrant sits inside the needl
 the image's token order matters; vision position embeddings that start random instead of
 at zero (with zeros, only RoPE tells the model where a patch sits, and random-delta training
 stayed at chance); and random deltas drawn from 1 .. 1/32, the deltas the tests use.
+
+What keeps it cheap, without changing what is computed: prompt tokens are encoded once per image count (`TaskEncoder`); the
+vision tower runs once per distinct image of a batch (every haystack image is the same grey
+image, and there are 32 distinct needles), and in evaluation once per model for all of them,
+the features being reused by every arm and length; evaluation is one forward pass per batch of
+prompts with logits at the answer position only (`logits_to_keep=1`), under inference mode.
+`tests/test_demo.py` checks that this path gives the model forward's logits.
 """
 
 from __future__ import annotations
@@ -32,11 +39,13 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from v2pe.demo.task import IMAGE_SIZE, PATCH_SIZE, demo_processor, encode_batch, make_sample
+from v2pe.demo.task import IMAGE_SIZE, PATCH_SIZE, TaskEncoder, demo_processor, make_sample
 from v2pe.eval.scorers import get_scorer
 from v2pe.model.modeling import V2PEInternVLForConditionalGeneration
 from v2pe.model.tiny import tiny_config
 from v2pe.positions import DEFAULT_DELTA_CHOICES, choose_delta, v2pe_position_ids
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
 
 @dataclass
@@ -47,6 +56,7 @@ class DemoConfig:
     train_images: tuple[int, int] = (1, 4)
     length_multiples: tuple[int, ...] = (1, 2, 4, 8, 16)
     eval_samples: int = 48
+    eval_batch: int = 16
     # Random-delta training draws from 1 .. 1/32, the deltas the 1x-16x tests need (with the official
     # 1 .. 1/256 the V2PE arm stayed at chance within this CPU budget); automatic delta still
     # chooses from the official 1 .. 1/256.
@@ -56,11 +66,18 @@ class DemoConfig:
     finetune_lr: float = 1e-3
     hidden: int = 128
     layers: int = 2
+    heads: int = 4  # head_dim 32
+    # True: every training batch holds samples of one image count (no padding, fewer tokens per
+    # step); False: each sample draws its own count, as the README's runs did.
+    same_count_batches: bool = False
     rope_theta: float = 500.0
     # The vision tower's position embeddings start random (truncated normal) rather than at
     # transformers' zeros: a pretrained InternViT knows where each patch sits, and with zeros the
     # only within-image position signal is RoPE's, which small deltas squeeze out.
     vision_position_init_std: float = 0.1
+    # "float64" runs the whole model in double precision (positions stay float32, as V2PE keeps
+    # them): a check that the results do not hinge on float32 rounding.
+    dtype: str = "float32"
     seed: int = 0
 
     @classmethod
@@ -82,6 +99,7 @@ ARMS = (
     Arm("D: delta=1 model at auto delta", "delta1", "auto"),
     Arm("E: V2PE model at delta=1/256", "v2pe", min(DEFAULT_DELTA_CHOICES)),
 )
+FINETUNE_DELTAS = {"delta1": 1.0, "v2pe": "random", "fixed": "fixed"}
 
 
 @dataclass
@@ -93,6 +111,9 @@ class DemoResult:
     final_loss: dict[str, float] = field(default_factory=dict)  # mean of the last 20 steps of each training phase
     # per training phase: the median, 99th percentile and largest of each sample's largest position
     positions_reached: dict[str, dict[str, float]] = field(default_factory=dict)
+    # per phase: wall seconds, steps (training steps; forward passes of eval_batch prompts in evaluation) and steps/s
+    timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    eval_seconds: dict[int, float] = field(default_factory=dict)  # evaluation wall time per length multiple, all arms
     train_seconds: float = 0.0
     total_seconds: float = 0.0
 
@@ -102,29 +123,61 @@ class DemoResult:
 
 def build_model(config: DemoConfig) -> V2PEInternVLForConditionalGeneration:
     model_config = tiny_config(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden=config.hidden, layers=config.layers,
-                               heads=4, kv_heads=4, intermediate=2 * config.hidden, rope_theta=config.rope_theta)
+                               heads=config.heads, kv_heads=config.heads, intermediate=2 * config.hidden, rope_theta=config.rope_theta)
     torch.manual_seed(config.seed)
     model = V2PEInternVLForConditionalGeneration._from_config(model_config, attn_implementation="sdpa")
     if config.vision_position_init_std:
         torch.nn.init.trunc_normal_(model.model.vision_tower.embeddings.position_embeddings, std=config.vision_position_init_std)
-    return model
+    return model.to(DTYPES[config.dtype])
 
 
-def train(model, processor, config: DemoConfig, steps: int, lr: float, delta, seed: int, progress=None) -> tuple[list[float], list[float]]:
-    """Steps of AdamW (one-cycle schedule) on fresh samples; returns the losses and each sample's largest position."""
+def image_features(model, pixel_values: torch.Tensor) -> torch.Tensor:
+    """Vision tower, pixel shuffle and projector: [images, visual tokens, hidden]."""
+    config = model.config
+    output = model.model.get_image_features(pixel_values=pixel_values.to(model.dtype), vision_feature_layer=config.vision_feature_layer,
+                                            vision_feature_select_strategy=config.vision_feature_select_strategy)
+    return getattr(output, "pooler_output", output)
+
+
+def embed_inputs(model, input_ids: torch.Tensor, image_keys: torch.Tensor, *, library_pixels: torch.Tensor | None = None,
+                 library_features: torch.Tensor | None = None) -> torch.Tensor:
+    """The language model's input embeddings with each image's features in its placeholders, as the
+    model's own forward builds them from pixel_values; the vision tower runs once per distinct image
+    of the batch (from `library_pixels`), or not at all when `library_features` are given."""
+    if library_features is None:
+        keys, inverse = image_keys.unique(return_inverse=True)
+        features = image_features(model, library_pixels[keys])[inverse]
+    else:
+        features = library_features[image_keys]
+    embeds = model.get_input_embeddings()(input_ids)
+    mask = (input_ids == model.config.image_token_id).unsqueeze(-1)
+    return embeds.masked_scatter(mask, features.reshape(-1, features.shape[-1]).to(embeds.dtype))
+
+
+def train(model, encoder: TaskEncoder, config: DemoConfig, steps: int, lr: float, delta, seed: int, progress=None) -> tuple[list[float], list[float]]:
+    """Steps of AdamW (one-cycle schedule) on fresh samples; returns the losses and each sample's largest position.
+
+    Each sample draws its image count from `train_images` (or each batch, with `same_count_batches`)."""
     model.train()
+    processor = encoder.processor
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1)
+    # 10% warm-up (torch's OneCycleLR divides by zero when that is exactly one step)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, lr, total_steps=steps, pct_start=0.1 if steps != 10 else 0.11)
     losses, reached = [], []
     for _ in range(steps):
-        samples = [make_sample(rng.randint(*config.train_images), rng) for _ in range(config.batch_size)]
-        batch = encode_batch(processor, samples)
+        if config.same_count_batches:
+            num_images = rng.randint(*config.train_images)
+            samples = [make_sample(num_images, rng) for _ in range(config.batch_size)]
+        else:
+            samples = [make_sample(rng.randint(*config.train_images), rng) for _ in range(config.batch_size)]
+        batch = encoder.batch(samples)
         positions = v2pe_position_ids(batch["input_ids"], batch["attention_mask"], image_start_id=processor.image_start_id,
                                       image_end_id=processor.image_end_id, delta=delta, generator=generator,
                                       delta_choices=config.delta_choices)
-        loss = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], position_ids=positions,
-                     pixel_values=batch["pixel_values"], labels=batch["labels"], use_cache=False).loss
+        embeds = embed_inputs(model, batch["input_ids"], batch["image_keys"], library_pixels=encoder.library_pixels)
+        loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=positions,
+                     labels=batch["labels"], use_cache=False).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
@@ -139,36 +192,49 @@ def train(model, processor, config: DemoConfig, steps: int, lr: float, delta, se
 
 def trained_window(processor, config: DemoConfig) -> int:
     """Positions the models saw in training: the longest training prompt (+ answer) at delta = 1."""
+    encoder = processor if isinstance(processor, TaskEncoder) else TaskEncoder(processor)
     sample = make_sample(config.train_images[1], random.Random(0))
-    return int(encode_batch(processor, [sample])["input_ids"].shape[1])
+    return int(encoder.batch([sample])["input_ids"].shape[1])
 
 
-def evaluate(model, processor, num_images: int, delta, window: int, config: DemoConfig, seed: int) -> tuple[float, float]:
-    """Accuracy of the answer letter (greedy, one token) and the delta used."""
-    model.eval()
-    scorer = get_scorer("mmniah_is_correct_int")
+def eval_samples(num_images: int, config: DemoConfig, seed: int) -> list:
     rng = random.Random(seed)
-    samples = [make_sample(num_images, rng) for _ in range(config.eval_samples)]
-    correct, used = 0.0, float("nan")
-    for start in range(0, len(samples), 8):
-        chunk = samples[start:start + 8]
-        batch = encode_batch(processor, chunk, with_answer=False)  # same length per chunk: no padding
-        ids = batch["input_ids"]
-        used = delta if delta != "auto" else choose_delta(ids, image_start_id=processor.image_start_id,
-                                                          image_end_id=processor.image_end_id, window=window,
-                                                          max_new_tokens=1)  # the official 1 .. 1/256
-        positions = v2pe_position_ids(ids, image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=used)
-        with torch.no_grad():
-            logits = model(input_ids=ids, position_ids=positions, pixel_values=batch["pixel_values"], use_cache=False).logits
+    return [make_sample(num_images, rng) for _ in range(config.eval_samples)]
+
+
+@torch.inference_mode()
+def evaluate(model, encoder: TaskEncoder, num_images: int, delta, window: int, config: DemoConfig, seed: int,
+             library_features: torch.Tensor | None = None) -> tuple[float, float, int]:
+    """Accuracy of the answer letter (the argmax next token after the prompt: one forward, logits
+    at the last position only), the delta used and the number of forward passes."""
+    model.eval()
+    processor = encoder.processor
+    scorer = get_scorer("mmniah_is_correct_int")
+    if library_features is None:
+        library_features = image_features(model, encoder.library_pixels)
+    samples = eval_samples(num_images, config, seed)
+    prompt = encoder.batch(samples[:1], with_answer=False)["input_ids"]  # every prompt of one image count has the same tokens
+    used = delta if delta != "auto" else choose_delta(prompt, image_start_id=processor.image_start_id,
+                                                      image_end_id=processor.image_end_id, window=window,
+                                                      max_new_tokens=1)  # the official 1 .. 1/256
+    positions = v2pe_position_ids(prompt, image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=used)
+    correct, passes = 0.0, 0
+    for start in range(0, len(samples), config.eval_batch):
+        chunk = samples[start:start + config.eval_batch]
+        batch = encoder.batch(chunk, with_answer=False)
+        embeds = embed_inputs(model, batch["input_ids"], batch["image_keys"], library_features=library_features)
+        logits = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=positions.expand(len(chunk), -1),
+                       use_cache=False, logits_to_keep=1).logits
         predictions = processor.tokenizer.batch_decode(logits[:, -1].argmax(-1, keepdim=True))
         correct += sum(scorer(p, s.answer) for p, s in zip(predictions, chunk))
-    return correct / len(samples), float(used)
+        passes += 1
+    return correct / len(samples), float(used), passes
 
 
 def run_demo(config: DemoConfig, progress_bar=None) -> DemoResult:
     started = time.perf_counter()
-    processor = demo_processor()
-    window = trained_window(processor, config)
+    encoder = TaskEncoder(demo_processor())
+    window = trained_window(encoder, config)
     result = DemoResult(config, window)
 
     def tick(loss: float) -> None:
@@ -176,28 +242,72 @@ def run_demo(config: DemoConfig, progress_bar=None) -> DemoResult:
             progress_bar.set_postfix(loss=f"{loss:.3f}")
             progress_bar.update(1)
 
+    def timed(phase: str, since: float, steps: int) -> None:
+        seconds = time.perf_counter() - since
+        result.timings[phase] = {"seconds": seconds, "steps": steps, "steps_per_s": steps / seconds if seconds else float("nan")}
+
+    result.timings["setup"] = {"seconds": time.perf_counter() - started, "steps": 0, "steps_per_s": float("nan")}
+    phase_start = time.perf_counter()
     base = build_model(config)
-    losses, reached = train(base, processor, config, config.pretrain_steps, config.pretrain_lr, 1.0, config.seed, tick)
+    losses, reached = train(base, encoder, config, config.pretrain_steps, config.pretrain_lr, 1.0, config.seed, tick)
     result.final_loss["pretrain (delta=1)"], result.positions_reached["pretrain (delta=1)"] = _tail_mean(losses), _spread(reached)
-    finetune_deltas = {"delta1": 1.0, "v2pe": "random", "fixed": config.fixed_delta}
+    timed("pretrain (delta=1)", phase_start, config.pretrain_steps)
     models = {}
-    for key, delta in finetune_deltas.items():
+    for key, delta in FINETUNE_DELTAS.items():
+        phase_start = time.perf_counter()
         models[key] = copy.deepcopy(base)
-        losses, reached = train(models[key], processor, config, config.finetune_steps, config.finetune_lr, delta, config.seed + 1, tick)
+        delta = config.fixed_delta if delta == "fixed" else delta
+        losses, reached = train(models[key], encoder, config, config.finetune_steps, config.finetune_lr, delta, config.seed + 1, tick)
         result.final_loss[f"fine-tune {key}"], result.positions_reached[f"fine-tune {key}"] = _tail_mean(losses), _spread(reached)
+        timed(f"fine-tune {key}", phase_start, config.finetune_steps)
     result.train_seconds = time.perf_counter() - started
 
+    # Evaluation: the vision tower runs once per model on the task's distinct images; every arm and
+    # length reuses those features (arms A and D share a model, as do B and E).
+    phase_start, passes = time.perf_counter(), 0
+    features = {key: _library_features(model, encoder) for key, model in models.items()}
     max_images = config.train_images[1]
     for arm in ARMS:
         result.accuracy[arm.name], result.deltas[arm.name] = {}, {}
-        test_delta = config.fixed_delta if arm.test_delta == "fixed" else arm.test_delta
-        for multiple in config.length_multiples:
-            accuracy, used = evaluate(models[arm.model_key], processor, max_images * multiple, test_delta, window, config, seed=1000 + multiple)
+    for multiple in config.length_multiples:
+        length_start = time.perf_counter()
+        for arm in ARMS:
+            test_delta = config.fixed_delta if arm.test_delta == "fixed" else arm.test_delta
+            accuracy, used, n = evaluate(models[arm.model_key], encoder, max_images * multiple, test_delta, window, config,
+                                         seed=1000 + multiple, library_features=features[arm.model_key])
             result.accuracy[arm.name][multiple], result.deltas[arm.name][multiple] = accuracy, used
+            passes += n
             if progress_bar is not None:
                 progress_bar.update(1)
+        result.eval_seconds[multiple] = time.perf_counter() - length_start
+    timed("evaluation", phase_start, passes)
     result.total_seconds = time.perf_counter() - started
     return result
+
+
+def run_demos(config: DemoConfig, seeds, progress_bar=None) -> list[DemoResult]:
+    """The demo once per seed (the seed sets the initialisation, the training samples and the deltas drawn)."""
+    results = []
+    for seed in seeds:
+        seeded = copy.deepcopy(config)
+        seeded.seed = seed
+        results.append(run_demo(seeded, progress_bar))
+    return results
+
+
+def summarise(results: list[DemoResult]) -> dict[str, dict[str, dict[int, float]]]:
+    """Per arm and length: the mean and the worst (lowest) accuracy over seeds, and the deltas used."""
+    summary = {"mean": {}, "worst": {}, "best": {}}
+    for arm in results[0].accuracy:
+        for name, reduce in (("mean", lambda v: sum(v) / len(v)), ("worst", min), ("best", max)):
+            summary[name][arm] = {m: reduce([r.accuracy[arm][m] for r in results]) for m in results[0].accuracy[arm]}
+    return summary
+
+
+@torch.inference_mode()
+def _library_features(model, encoder: TaskEncoder) -> torch.Tensor:
+    model.eval()
+    return image_features(model, encoder.library_pixels)
 
 
 def _tail_mean(losses: list[float], last: int = 20) -> float:

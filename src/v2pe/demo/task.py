@@ -39,6 +39,13 @@ class Sample:
     images: list[Image.Image]
     answer: int  # quadrant index, MM-NIAH multiple-choice convention
     needle_index: int
+    colour: int = 0  # index into NEEDLE_COLOURS
+
+    @property
+    def image_keys(self) -> list[int]:
+        """Each image as an index into `image_library()`: 0 is the grey haystack image."""
+        key = needle_key(self.colour, self.answer)
+        return [key if i == self.needle_index else 0 for i in range(len(self.images))]
 
 
 def demo_processor() -> Processor:
@@ -58,19 +65,64 @@ def haystack_image() -> Image.Image:
     return Image.new("RGB", (IMAGE_SIZE, IMAGE_SIZE), HAYSTACK_GREY)
 
 
+def needle_key(colour: int, quadrant: int) -> int:
+    return 1 + 4 * colour + quadrant
+
+
+def image_library() -> list[Image.Image]:
+    """Every distinct image the task draws: the grey haystack image, then each colour x quadrant."""
+    return [haystack_image()] + [needle_image(c, q) for c in range(len(NEEDLE_COLOURS)) for q in range(4)]
+
+
 def make_sample(num_images: int, rng: random.Random) -> Sample:
     needle, quadrant = rng.randrange(num_images), rng.randrange(4)
-    images = [needle_image(rng.randrange(len(NEEDLE_COLOURS)), quadrant) if i == needle else haystack_image() for i in range(num_images)]
-    # An empty system turn keeps the prompt short: the byte tokenizer spells every character.
-    conversation = [
-        {"from": "system", "value": ""},
-        {"from": "human", "value": "<image>" * num_images + "\n" + QUESTION},
-        {"from": "gpt", "value": "ABCD"[quadrant]},
-    ]
-    return Sample(conversation, images, quadrant, needle)
+    colour = rng.randrange(len(NEEDLE_COLOURS))
+    images = [needle_image(colour, quadrant) if i == needle else haystack_image() for i in range(num_images)]
+    return Sample(_conversation(num_images, quadrant), images, quadrant, needle, colour)
 
 
 def encode_batch(processor: Processor, samples: list[Sample], with_answer: bool = True) -> dict[str, torch.Tensor]:
     """Padded token ids, labels (answer + end token) and pixel values; prompts only when not training."""
     encoded = [processor.encode(s.conversation if with_answer else s.conversation[:-1], s.images) for s in samples]
     return collate(encoded, pad_token_id=processor.pad_token_id)
+
+
+class TaskEncoder:
+    """`encode_batch`'s token ids and labels, without redoing the text and pixel work every step.
+
+    A prompt's tokens depend only on its number of images (each image is the same run of
+    `<IMG_CONTEXT>` placeholders) and its labels only on the answer letter, so both are encoded
+    once per image count with the processor and reused; pixel values come once per distinct image
+    (`image_library`). `tests/test_demo.py` checks the result against `encode_batch`.
+    """
+
+    def __init__(self, processor: Processor):
+        self.processor = processor
+        self.library = image_library()
+        self.library_pixels = torch.cat([processor.encode(_conversation(1, 0), [image])["pixel_values"] for image in self.library])
+        self._cache: dict[tuple[int, int | None], dict[str, torch.Tensor]] = {}
+
+    def _encoded(self, num_images: int, answer: int | None) -> dict[str, torch.Tensor]:
+        key = (num_images, answer)
+        if key not in self._cache:
+            conversation = _conversation(num_images, answer)
+            self._cache[key] = self.processor.encode(conversation, [haystack_image()] * num_images)
+        return self._cache[key]
+
+    def batch(self, samples: list[Sample], with_answer: bool = True) -> dict[str, torch.Tensor]:
+        """input_ids, attention_mask, labels (when with_answer), right-padded as `collate` pads them,
+        and image_keys: every image's `image_library` index, in order (flat, [images])."""
+        encoded = [self._encoded(len(s.images), s.answer if with_answer else None) for s in samples]
+        batch = collate([{**e, "pixel_values": e["pixel_values"][:0]} for e in encoded], pad_token_id=self.processor.pad_token_id)
+        if not with_answer:
+            batch.pop("labels")
+        batch.pop("pixel_values")
+        batch.pop("num_tiles")
+        batch["image_keys"] = torch.tensor([key for s in samples for key in s.image_keys], dtype=torch.long)
+        return batch
+
+
+def _conversation(num_images: int, answer: int | None) -> list[dict]:
+    # An empty system turn keeps the prompt short: the byte tokenizer spells every character.
+    turns = [{"from": "system", "value": ""}, {"from": "human", "value": "<image>" * num_images + "\n" + QUESTION}]
+    return turns + ([{"from": "gpt", "value": "ABCD"[answer]}] if answer is not None else [])
