@@ -205,6 +205,8 @@ def milebench_numbers(run: Run) -> dict:
             "level_counts": scores["image_quantity_level_counts"],
             "samples": len(records),
             "errors": sum(1 for r in records if r.get("error")),
+            # fewer {image#k} placeholders than images: run as the official code runs them (images shift)
+            "shifted_images": sum(1 for r in records if r.get("placeholders", r.get("num_images", 0)) < r.get("num_images", 0)),
         }
     groups = milebench_summary({name: d["score"] / 100 for name, d in datasets.items()})
     return {"datasets": datasets, "groups": {k: groups[k] for k in ("T", "S", "NI", "IR", "Avg")}, "missing": groups["missing"]}
@@ -432,6 +434,10 @@ def milebench_markdown(numbers: dict) -> str:
              _table(["T", "S", "NI", "IR", "Avg"], [[_fmt(numbers["groups"][g]) for g in ("T", "S", "NI", "IR", "Avg")]])]
     if numbers["missing"]:
         parts.append(f"Datasets not in this run ({len(numbers['missing'])}): {', '.join(numbers['missing'])}.")
+    shifted = {name: d["shifted_images"] for name, d in numbers["datasets"].items() if d.get("shifted_images")}
+    if shifted:
+        parts.append("Samples with fewer `{image#k}` placeholders than images, run as the official code runs them "
+                     "(images shift; the earliest may be dropped): " + ", ".join(f"{n} {c}" for n, c in sorted(shifted.items())) + ".")
     return "\n\n".join(parts)
 
 

@@ -79,14 +79,32 @@ def test_scores_use_the_official_rules(milebench_data, scripted_chat, tmp_path):
     assert summary["TextNeedleInAHaystack"]["mean"] == 0.0  # "the ball moves" is not one token of the answer's
 
 
-def test_placeholder_count_mismatch_fails_before_generation(tmp_path, scripted_chat):
+def test_fewer_placeholders_than_images_run_as_the_official_code_with_images_shifted(tmp_path, scripted_chat):
+    from v2pe.eval.reports import write_report
+
     path = milebench_dataset(tmp_path, "ALFRED", "open-ended", n=2)
     annotation = json.loads(path.read_text())
     make_image(tmp_path / "ALFRED" / "images" / "extra.png", 0)
     annotation["data"][1]["task_instance"]["images_path"].append("extra.png")
     path.write_text(json.dumps(annotation))
-    scripted_chat.script = lambda prompt: pytest.fail("no generation may start")
-    with pytest.raises(DataError, match=r"ALFRED.json: data\[1\]: 2 \{image#k\}/\{table#k\} placeholders but 3 images"):
+    scripted_chat.script = lambda prompt: "the ball moves"
+    run_benchmark("milebench", scripted_chat, tmp_path, tmp_path / "run")
+    call = next(c for c in scripted_chat.calls if c["prompt"].endswith("Question 1?"))
+    # From the end: extra.png fills {image#2}, 1_1.png fills {image#1}, 1_0.png goes before the text.
+    assert call["prompt"] == "Answer about the images.\n<image>Look: <image> then <image> Question 1?"
+    assert [p.rsplit("/", 1)[-1] for p in map(str, call["images"])] == ["1_0.png", "1_1.png", "extra.png"]
+    write_report([tmp_path / "run"], tmp_path / "report")
+    assert "fewer `{image#k}` placeholders than images" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_more_placeholders_than_images_is_refused_naming_the_sample(tmp_path, scripted_chat):
+    path = milebench_dataset(tmp_path, "ALFRED", "open-ended", n=2)
+    annotation = json.loads(path.read_text())
+    instance = annotation["data"][1]["task_instance"]
+    instance["images_path"].pop()  # {image#2} is left as text, as the official code leaves it
+    instance["context"] = "Look: {image#1} then {image#1} Question 1?"  # one image, placed twice
+    path.write_text(json.dumps(annotation))
+    with pytest.raises(DataError, match=r"ALFRED.json: data\[1\]: 2 \{image#k\}/\{table#k\} placeholders but 1 images"):
         run_benchmark("milebench", scripted_chat, tmp_path, tmp_path / "run")
 
 

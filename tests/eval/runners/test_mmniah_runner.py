@@ -120,3 +120,16 @@ def test_unparseable_predictions_keep_a_reason(mmniah_data, scripted_chat, tmp_p
     assert counting["score"] == 0 and counting["error"].startswith("unparseable prediction: not a JSON list")
     choice = read_lines(tmp_path / "run" / "retrieval-image-val.jsonl")[0]
     assert choice["score"] == 0 and choice["error"].startswith("unparseable prediction: no single option letter")
+
+
+def test_counting_answer_stored_as_a_json_string_is_scored_as_a_list(tmp_path):
+    from tests.eval.runners.conftest import mmniah_rows, write_jsonl
+    from v2pe.eval.runners import load_tasks
+
+    root = tmp_path / "MM-NIAH"
+    rows = mmniah_rows(root / "val" / "images", "counting-text", n=1)
+    rows[0]["answer"] = "[1, 2]"
+    write_jsonl(root / "val" / "annotations" / "counting-text.jsonl", rows)
+    (task,) = load_tasks("mm-niah", root, tasks=["counting-text"])
+    (sample,) = task.samples
+    assert sample.answer == [1, 2] and sample.scorer == "mmniah_is_correct_list"

@@ -8,8 +8,12 @@ Data: `DATA/<Task>/<Task>.json` = {"meta_data": {"task_instruction": [...], "que
 Prompt, as the V2PE dataset class:
 * with a `choice_list`: context + `\\nChoice list: \\n` + `A. x` lines (GPR1200: options without
   letters) + `\\nAnswer with the option's letter from the given choices directly.`;
-* `{image#k}` / `{table#k}` (k = 1..#images) become `<image>`; their number must equal the
-  number of images (checked before generation);
+* `{image#k}` / `{table#k}` (k = 1..#images) become `<image>`. A sample with fewer placeholders
+  than images runs as the official code runs it: the truncation below pairs placeholders with
+  images from the end and puts one more image before the text, so images shift and any beyond
+  those are dropped (result lines keep `placeholders` and `num_images`; the report counts such
+  samples). More placeholders than
+  images is refused, naming the sample (the official code would leave the surplus as text);
 * left truncation to `max_context_len` (512000) tokens: text pieces and images are taken from
   the end, an image counting `n_tokens_per_image` tokens (256 in the official run, here the
   processor's tokens per tile by default); the kept text is re-decoded from its tokens as the
@@ -122,8 +126,10 @@ def make_sample(dataset: str, item: dict, sample_id, instructions: list, metric:
         raise DataError(f"{where}: the context already contains a literal {IMAGE!r}")
     for k in range(1, len(paths) + 1):
         context = context.replace(f"{{image#{k}}}", IMAGE).replace(f"{{table#{k}}}", IMAGE)
-    if context.count(IMAGE) != len(paths):
-        raise DataError(f"{where}: {context.count(IMAGE)} {{image#k}}/{{table#k}} placeholders but {len(paths)} images in images_path")
+    if context.count(IMAGE) > len(paths):
+        raise DataError(f"{where}: {context.count(IMAGE)} {{image#k}}/{{table#k}} placeholders but {len(paths)} images in images_path "
+                        "(the official code would leave the surplus placeholders in the text as literal '<image>')")
+    placeholders = context.count(IMAGE)  # fewer than images: the official truncation keeps the last ones (images shift)
     kept_context, kept_images, starts_with_image = truncate_left(
         context, [str(image_dir / p) for p in paths], instruction, tokenizer, max_context_len, n_tokens_per_image)
     prompt = instruction + "\n" + (IMAGE if starts_with_image else "") + kept_context
@@ -143,6 +149,7 @@ def make_sample(dataset: str, item: dict, sample_id, instructions: list, metric:
             "image_quantity_level": item.get("image_quantity_level"),
             "num_images": len(paths),
             "kept_images": len(kept_images),
+            "placeholders": placeholders,
         },
         diagnose=_diagnose_choice(choice_list) if metric == "multichoice" else None,
     )

@@ -11,7 +11,9 @@ Prompt, as the V2PE copy of `get_input`:
 * `meta.choices` (retrieval-image): `\\nA. c1\\nB. c2...` + the letter prompt;
 * `meta.choices_image_path` (reasoning-image): `\\nA. <image>...` lines (those images are
   appended to the image list) + the letter prompt;
-* list answer (counting): no suffix (the V2PE copy comments the phrase prompt out);
+* list answer (counting): no suffix (the V2PE copy comments the phrase prompt out); a counting
+  answer stored as a JSON string ("[1, 2]") is scored by the list rule, as the official scorer
+  parses it (the prompt follows the answer as stored);
 * otherwise `\\nAnswer the question using a single word or phrase.`;
 * query = context + question (no separator). Every image: at most 5 tiles (thumbnail on).
 max_new_tokens 320 for counting tasks, else 16. Samples run longest first (the official
@@ -23,6 +25,8 @@ by the answer's JSON type.
 """
 
 from __future__ import annotations
+
+import json
 
 from pathlib import Path
 from typing import Any
@@ -142,6 +146,7 @@ def make_sample(task: str, record: dict, sample_id, image_root: Path, where: str
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise DataError(f"{where}: meta.{name} must be a list of strings or null")
     question = build_question(question, answer, choices, choices_image, images)
+    answer = _scored_answer(task, answer)
     kind = "int" if isinstance(answer, int) else "list" if isinstance(answer, list) else "str"
     return Sample(
         id=sample_id,
@@ -154,6 +159,19 @@ def make_sample(task: str, record: dict, sample_id, image_root: Path, where: str
         fields={"question_id": record["id"], "question": question, "context_length": context_length, "placed_depth": placed_depth},
         diagnose=_diagnose_list if kind == "list" else _diagnose_int if kind == "int" else None,
     )
+
+
+def _scored_answer(task: str, answer: Any) -> Any:
+    """A counting answer stored as a JSON string ("[1, 2]") is scored as the list it spells, as the
+    official calculate_scores.py parses it; the prompt is still built from the answer as stored."""
+    if "counting" in task and isinstance(answer, str):
+        try:
+            parsed = json.loads(answer)
+        except json.JSONDecodeError:
+            return answer
+        if isinstance(parsed, list):
+            return parsed
+    return answer
 
 
 def _diagnose_list(prediction: str) -> str | None:
