@@ -77,3 +77,17 @@ def test_left_padded_batch_generates_like_single_prompts():
     for row, r in enumerate(rows):
         alone = model.generate(input_ids=torch.tensor([r]), pixel_values=pixels[row : row + 1], **settings)
         assert together[row, width:].tolist() == alone[0, len(r):].tolist()
+
+
+def test_forward_takes_the_installed_release_parameters(official_model, official_logits):
+    import inspect
+
+    from v2pe.model import compat
+
+    ids, pixels = prompt(official_logits)
+    parameters = inspect.signature(official_model.forward).parameters
+    assert {"position_ids", compat.CACHE_ARGUMENT, "logits_to_keep", "sequence_ids"} <= set(parameters)
+    with torch.no_grad():
+        positional = official_model(ids, pixels).logits
+        named = official_model(input_ids=ids, pixel_values=pixels).logits
+    assert torch.equal(positional, named)

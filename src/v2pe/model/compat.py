@@ -10,9 +10,9 @@ the newest). When a release moves one of these, this module is the one to change
   `position_ids` and `mm_encoder_outputs`: a subclass that takes `*args, **kwargs` must expose
   the parent's signature (`signature_with`), or generation silently drops those inputs;
 * `GenerationMixin._update_model_kwargs_for_generation(outputs, model_kwargs, ...)` is the hook
-  that grows `position_ids` after each generated token. 5.24 extends them by `last + 1` in their
-  own dtype, earlier releases differently or not at all; `GenerationHooks` takes them out of its
-  hands and applies the official decode rule (`v2pe.positions.decode_position_ids`) on every release;
+  that grows `position_ids` after each generated token (5.24 extends them by `last + 1` in their
+  own dtype; no release promises that for float positions). `GenerationHooks` takes them out of
+  its hands and applies the official decode rule (`v2pe.positions.decode_position_ids`) itself;
 * attention: `ALL_ATTENTION_FUNCTIONS` (the registry behind `AttentionInterface`) and the eager
   function each model module defines as `eager_attention_forward`;
 * chunked prefill: `generate(prefill_chunk_size=N)` slices `position_ids` per chunk and feeds
