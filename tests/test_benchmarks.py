@@ -21,6 +21,7 @@ RUNS = {
     "inference": (["--lengths", "256", "--new-tokens", "2", "--hidden", "64", "--layers", "1", "--repeats", "1"], "prefill_ratio"),
     "train": (["--lengths", "512", "--repeats", "1", "--sequence-parallel", "2"], "speed_vs_plain"),
     "long_prefill": (["--lengths", "1024", "--chunk", "512"], "tokens_per_s"),
+    "eval": (["--samples", "8", "--batch-sizes", "1", "4"], "speedup"),
 }
 
 

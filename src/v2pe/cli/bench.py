@@ -13,7 +13,7 @@ from pathlib import Path
 
 from v2pe.errors import ConfigError
 
-BENCHMARKS = ("positions", "model_overhead", "data", "train", "inference", "long_prefill")
+BENCHMARKS = ("positions", "model_overhead", "data", "train", "inference", "long_prefill", "eval")
 
 
 def register(subparsers) -> None:

@@ -124,6 +124,8 @@ def register_runners(commands) -> None:
                                  "official (default, the benchmark's numbers) or v2pe (the paper's numbers)")
         runner.add_argument("--retry-errors", action="store_true", help="when resuming, run samples that ended with an error again")
         runner.add_argument("--overwrite", action="store_true", help="discard the results of the selected tasks and start again")
+        runner.add_argument("--batch-size", type=int, default=1, help="samples of the same settings and similar length per "
+                            "generate call (default 1; same answers, not a setting of the run: resume at any batch size)")
         runner.add_argument("--dtype", default="auto", help="auto, float32, bfloat16")
         runner.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
         runner.set_defaults(handler=run_runner, benchmark=name)
@@ -170,7 +172,7 @@ def run_runner(args) -> int:
     chat = Chat(load_model(args.model, dtype=args.dtype, device=args.device), processor, delta=delta, window=args.window)
     summaries = run_loaded(chat, args.benchmark, tasks, args.out, data=args.data, limit=args.limit, model=str(Path(args.model).resolve()),
                            scorer_source=args.scorer_source, retry_errors=args.retry_errors, overwrite=args.overwrite,
-                           progress=stderr_progress, **options)
+                           progress=stderr_progress, batch_size=args.batch_size, **options)
     for name, summary in summaries.items():
         print(f"{name}: {summary['n']} samples, mean score {summary['mean']:.4g}, {summary['errors']} with errors "
               f"({summary['ran']} run now)", file=sys.stdout)
@@ -198,20 +200,34 @@ def register_report(commands) -> None:
     report = commands.add_parser(
         "report",
         help="Markdown tables, PNG plots and a side-by-side summary of benchmark runs",
-        description="Read run folders (from 'v2pe eval mm-niah|milebench|long-vqa|vqa') and write OUT/report.md "
+        description="Read run folders (from 'v2pe eval mm-niah|milebench|long-vqa|vqa') and/or the official "
+        "evaluation scripts' result files (--official BENCH PATH) and write OUT/report.md "
         "(per-benchmark tables with the official aggregation, and comparison tables when several runs of one "
-        "benchmark are given, e.g. delta=1 vs V2PE), OUT/summary.json and PNG plots (MM-NIAH length x depth "
-        "heat maps, accuracy vs context length).",
+        "benchmark are given, e.g. delta=1 vs V2PE, or an official run vs a v2pe run), OUT/report.json (every "
+        "aggregate; also written as OUT/summary.json) and PNG plots (MM-NIAH length x depth heat maps, accuracy "
+        "vs context length).",
     )
-    report.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR", help="run folders")
+    report.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR", help="run folders")
+    report.add_argument("--official", nargs=2, action="append", default=[], metavar=("BENCH", "PATH"),
+                        help="official result files of BENCH (mm-niah: the {model}_{task}.jsonl outputs folder of "
+                        "eval_mm_niah.py; milebench: a folder of <Dataset>/{<Dataset>.json, pred.json}; long-vqa: "
+                        "result_<task>.jsonl files {id, an, pr, le}); each line is scored with v2pe's official "
+                        "scorers; repeatable, reported after the run folders")
+    report.add_argument("--scorer-source", default=None,
+                        help="scorer variant for --official files (default: the runners' default, 'official'; "
+                        "'v2pe' for the V2PE copies of the scorers)")
     report.add_argument("--out", required=True, type=Path, help="report folder")
     report.set_defaults(handler=run_report)
 
 
 def run_report(args) -> int:
+    from v2pe.errors import ConfigError
     from v2pe.eval.reports import write_report
 
-    summary = write_report(args.runs, args.out)
+    official = [(bench, Path(path)) for bench, path in args.official]
+    if not args.runs and not official:
+        raise ConfigError("give run folders and/or --official BENCH PATH")
+    summary = write_report(args.runs, args.out, official=official, scorer_source=args.scorer_source)
     for path in summary["files"]:
         print(path)
     return 0

@@ -1,14 +1,26 @@
 """Reports of benchmark runs: Markdown tables, PNG plots, and a side-by-side summary.
 
     v2pe eval report runs/delta1 runs/v2pe --out reports/
+    v2pe eval report runs/v2pe --official mm-niah outputs/mm_niah --out reports/
 
 reads run folders written by the runners (`run.json` + one `<task>.jsonl` per task; the last
-line of each sample id counts) and writes to `--out`:
+line of each sample id counts) and, with `--official BENCH PATH` (repeatable; BENCH mm-niah,
+milebench or long-vqa), the official evaluation scripts' result files (read and scored again
+line by line with v2pe's official scorers by `v2pe.eval.official_outputs`; reported after the
+run folders, labelled `official-<folder>`), and writes to `--out`:
 
 * `report.md`: a runs table (benchmark, model, delta, samples, errors), then for every run
   its benchmark's tables, and, with several runs of a benchmark, comparison tables (one
   column per run, e.g. delta=1 vs V2PE);
-* `summary.json`: the same numbers, machine-readable;
+* `report.json`: every aggregate, machine-readable (`format` "v2pe-report/1"): `labels`
+  (MM-NIAH length / depth bin names), `runs` [{label, path, benchmark, model, delta, source
+  ("v2pe" | "official"), scorer_source, samples, errors, numbers}] with `numbers` the
+  benchmark's numbers function's result (MM-NIAH: per task `scores` per length bin, `cells`
+  length x depth, `mean`, and per split `overall` per length bin, Text / Image / Avg;
+  MileBench: per dataset `score` and levels, `groups` T / S / NI / IR / Avg; Long-VQA: `tasks`
+  {task: {group: score}}, `task_avg`, `group_avg`, `avg`; the other benchmarks' `datasets` and
+  `headline`), and `comparisons` {benchmark: {runs, rows}} where a benchmark has several runs.
+  `summary.json` is the same file under its earlier name;
 * PNGs (matplotlib, optional): `<run>/mmniah_heatmap_<task>.png` (length x depth),
   `<run>/mmniah_accuracy_vs_length.png`, `<run>/longvqa_accuracy_vs_length.png`, and
   `compare_mmniah_accuracy_vs_length.png` / `compare_longvqa_accuracy_vs_length.png` across runs.
@@ -697,18 +709,33 @@ def comparison_plots(runs: Sequence[Run], numbers: Sequence[dict], folder: Path)
 # ----------------------------------------------------------------------------- report
 
 
+REPORT_FORMAT = "v2pe-report/1"
+
+
 def _unique_labels(runs: Sequence[Run]) -> None:
     seen: dict[str, int] = {}
     for run in runs:
-        label = run.path.name or "run"
+        label = run.label or run.path.name or "run"
         seen[label] = seen.get(label, 0) + 1
         run.label = label if seen[label] == 1 else f"{label}-{seen[label]}"
 
 
-def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
-    """Tables (`report.md`), numbers (`summary.json`) and plots of the runs; returns the summary
-    with the written paths under "files"."""
-    runs = [load_run(p) for p in run_dirs]
+def write_report(run_dirs: Sequence[str | Path | Run], out_dir: str | Path,
+                 official: Sequence[tuple[str, str | Path]] = (), scorer_source: str | None = None) -> dict:
+    """Tables (`report.md`), every aggregate (`report.json`, also as `summary.json`) and plots of
+    the runs; returns the report with the written paths under "files".
+
+    `run_dirs`: v2pe run folders (or loaded `Run`s); `official`: (benchmark, path) pairs of the
+    official scripts' result files (`official_outputs.load_official`, scored with
+    `scorer_source`, default the runners' default), reported after the run folders."""
+    runs = [p if isinstance(p, Run) else load_run(p) for p in run_dirs]
+    if official:
+        from v2pe.eval.official_outputs import load_official
+
+        runs += [load_official(benchmark, path, **({"scorer_source": scorer_source} if scorer_source else {}))
+                 for benchmark, path in official]
+    if not runs:
+        raise DataError("nothing to report: give run folders and/or --official BENCH PATH")
     _unique_labels(runs)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -757,11 +784,16 @@ def write_report(run_dirs: Sequence[str | Path], out_dir: str | Path) -> dict:
     report = out / "report.md"
     report.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")
     summary = {
+        "format": REPORT_FORMAT,
+        "labels": {"mm-niah": {"length_bins": list(MMNIAH_LENGTH_LABELS), "depth_bins": list(MMNIAH_DEPTH_LABELS)}},
         "runs": [{"label": r.label, "path": str(r.path), "benchmark": r.benchmark, "model": r.info.get("model"),
-                  "delta": r.info.get("delta"), "samples": r.samples, "errors": r.errors, "numbers": n}
+                  "delta": r.info.get("delta"), "source": "official" if r.info.get("official") else "v2pe",
+                  "scorer_source": r.info.get("scorer_source"), "samples": r.samples, "errors": r.errors, "numbers": n}
                  for r, n in zip(runs, numbers)],
         "comparisons": comparisons,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    summary["files"] = [report, out / "summary.json", *files]
+    text = json.dumps(summary, indent=2, ensure_ascii=False) + "\n"
+    (out / "report.json").write_text(text, encoding="utf-8")
+    (out / "summary.json").write_text(text, encoding="utf-8")  # the earlier name, same content
+    summary["files"] = [report, out / "report.json", out / "summary.json", *files]
     return summary

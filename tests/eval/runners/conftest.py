@@ -28,17 +28,22 @@ def tiny_chat():
 @dataclass
 class ScriptedChat(Chat):
     """A Chat whose answers come from `script(prompt)`; inputs are still prepared (and so
-    checked) by the real processor. Every generated prompt is recorded in `calls`."""
+    checked) by the real processor. Every generated prompt is recorded in `calls` (one entry per
+    conversation, `batch` the number of conversations of its generate call)."""
 
     script: Callable[[str], str] = lambda prompt: ""
     calls: list = field(default_factory=list)
 
     def generate(self, conversations, images, max_new_tokens=None, **generate_kwargs):
         inputs = self.prepare(conversations, images, max_new_tokens or self.max_new_tokens)
-        prompt = conversations[0][-1]["value"]
-        self.calls.append({"prompt": prompt, "images": list(images[0]), "max_new_tokens": max_new_tokens,
-                           "max_tiles": self.processor.max_tiles, "generate_kwargs": generate_kwargs})
-        return [Reply(self.script(prompt), inputs["delta"], int(inputs["attention_mask"].sum()), 1)]
+        replies = []
+        for conversation, row_images, mask in zip(conversations, images, inputs["attention_mask"], strict=True):
+            prompt = conversation[-1]["value"]
+            self.calls.append({"prompt": prompt, "images": list(row_images), "max_new_tokens": max_new_tokens,
+                               "max_tiles": self.processor.max_tiles, "generate_kwargs": generate_kwargs,
+                               "batch": len(conversations)})
+            replies.append(Reply(self.script(prompt), inputs["delta"], int(mask.sum()), 1))
+        return replies
 
 
 @pytest.fixture

@@ -52,22 +52,25 @@ def run_benchmark(
     retry_errors: bool = False,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    batch_size: int = 1,
     **options,
 ) -> dict[str, dict]:
     """Run `benchmark` with an already-built `Chat` and write/resume `out_dir`.
 
     options: benchmark settings (`max_tiles`, MileBench `max_context_len` /
     `n_tokens_per_image`, Long-VQA / VQA `image_root`). Everything is read and checked before
-    the first generation. Returns {task: {"n", "mean", "errors", "ran"}}.
+    the first generation. batch_size: samples per `Chat.generate` call (`runners.base.plan_batches`;
+    same answers as 1, not a setting of the run). Returns {task: {"n", "mean", "errors", "ran"}}.
     """
     loaded = load_tasks(benchmark, data, chat.processor, tasks, limit, **options)
     return run_loaded(chat, benchmark, loaded, out_dir, data=data, limit=limit, model=model, scorer_source=scorer_source,
-                      retry_errors=retry_errors, overwrite=overwrite, progress=progress, **options)
+                      retry_errors=retry_errors, overwrite=overwrite, progress=progress, batch_size=batch_size, **options)
 
 
 def run_loaded(chat, benchmark: str, tasks: Sequence[Task], out_dir: str | Path, *, data: str | Path, limit: int | None = None,
                model: str | None = None, scorer_source: str = DEFAULT_SCORER_SOURCE, retry_errors: bool = False,
-               overwrite: bool = False, progress: Callable[[str], None] | None = None, **options) -> dict[str, dict]:
+               overwrite: bool = False, progress: Callable[[str], None] | None = None, batch_size: int = 1,
+               **options) -> dict[str, dict]:
     """Run tasks from `load_tasks` (same options) with `chat`: the CLI reads and checks the
     benchmark files before it loads the model."""
     # settings that change results must match on resume; paths and --limit may change
@@ -76,7 +79,7 @@ def run_loaded(chat, benchmark: str, tasks: Sequence[Task], out_dir: str | Path,
     return run_tasks(
         chat, benchmark, tasks, out_dir,
         model=model or _model_name(chat), scorer_source=scorer_source, settings=settings, notes=notes,
-        retry_errors=retry_errors, overwrite=overwrite, progress=progress,
+        retry_errors=retry_errors, overwrite=overwrite, progress=progress, batch_size=batch_size,
     )
 
 

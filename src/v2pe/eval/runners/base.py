@@ -8,7 +8,8 @@ any generation starts.
 
 `run_tasks` then generates each unfinished sample with `Chat` (V2PE delta), scores it with the
 registered official scorer (`v2pe.eval.scorers.get_scorer`) and appends one JSONL line per
-sample (`resumable.ResumableWriter`). Problems of one sample never stop the run: a missing or
+sample (`resumable.ResumableWriter`); with `batch_size` > 1 samples of the same settings and
+similar length share one `Chat.generate` call (`plan_batches`), with the same answers. Problems of one sample never stop the run: a missing or
 unreadable image, a prompt that does not fit the window, an answer of an unexpected type, a
 prediction that cannot be parsed, running out of memory: the sample scores 0 and the reason is
 kept in the line's `error` field.
@@ -173,9 +174,17 @@ def run_tasks(
     retry_errors: bool = False,
     overwrite: bool = False,
     progress: Callable[[str], None] | None = None,
+    batch_size: int = 1,
 ) -> dict[str, dict]:
     """Generate, score and write every unfinished sample; returns per-task summaries
-    {task: {"n", "mean", "errors", "ran"}} over all result lines of the task."""
+    {task: {"n", "mean", "errors", "ran"}} over all result lines of the task.
+
+    batch_size > 1 generates up to that many samples of the same settings and similar length
+    per `Chat.generate` call (`plan_batches`): the answers and scores equal batch 1's, lines are
+    written in the order the batches complete (sorted by length, not file order). It is not a
+    setting of the run: a run may be resumed at another batch size."""
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")  # before anything is written
     out_dir = Path(out_dir)
     info = {
         "benchmark": benchmark,
@@ -201,17 +210,132 @@ def run_tasks(
             done = writer.finished(retry_errors)
             todo = [s for s in task.samples if str(s.id) not in done]
             say(f"{benchmark} {task.name}: {len(task.samples) - len(todo)} done, {len(todo)} to run")
-            started = time.monotonic()
-            for index, sample in enumerate(todo, start=1):
-                record = run_sample(chat_for_tiles(chat, sample.max_tiles, chats), task.name, sample, scorers[sample.scorer], scorer_source)
-                writer.write(record)
-                if index == len(todo) or index % 25 == 0:
-                    elapsed = time.monotonic() - started
-                    say(f"{benchmark} {task.name}: {index}/{len(todo)} ({elapsed / index:.2f} s/sample)")
+            started, index = time.monotonic(), 0
+            for batch in plan_batches(chat, todo, batch_size, chats):
+                for record in run_batch(chat_for_tiles(chat, batch[0].max_tiles, chats), task.name, batch, scorers, scorer_source):
+                    writer.write(record)  # each line as soon as it is scored
+                    index += 1
+                    if index == len(todo) or index % 25 == 0:
+                        elapsed = time.monotonic() - started
+                        say(f"{benchmark} {task.name}: {index}/{len(todo)} ({elapsed / index:.2f} s/sample)")
             records = [writer.records[str(s.id)] for s in task.samples if str(s.id) in writer.records]
         summaries[task.name] = summarize(records)
         summaries[task.name]["ran"] = len(todo)
     return summaries
+
+
+# ----------------------------------------------------------------------------- batching
+
+
+def plan_batches(chat, samples: Sequence[Sample], batch_size: int, chats: dict | None = None) -> list[list[Sample]]:
+    """The samples in batches of up to `batch_size` for one `Chat.generate` call each.
+
+    batch_size 1: one sample per batch, in file order. Larger: the samples are sorted (stably) by
+    generation settings (max_tiles, max_new_tokens, generate_kwargs) and prompt length (from the
+    image headers and the tokenizer, no decoding), and consecutive samples with the same settings
+    form a batch. With `delta="auto"` a batch shares one delta (`Chat.prepare` picks the smallest
+    its rows need), so samples are batched only with samples of the same automatic delta: every
+    answer equals its batch-1 answer. A sample with a missing image, or whose automatic delta
+    cannot be known before decoding (video frames, an unreadable image, a prompt beyond the
+    window), runs alone.
+    """
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if batch_size == 1:
+        return [[sample] for sample in samples]
+    chats = {} if chats is None else chats
+    auto = chat.delta == "auto"
+    keyed = []
+    for sample in samples:
+        settings = (sample.max_tiles, sample.max_new_tokens, repr(sorted(sample.generate_kwargs.items(), key=lambda kv: kv[0])))
+        layout = None if _missing_images(sample) else prompt_layout(chat_for_tiles(chat, sample.max_tiles, chats), sample)
+        delta = _auto_delta(chat, layout, sample.max_new_tokens) if auto and layout is not None else None
+        alone = bool(_missing_images(sample)) or (auto and delta is None)
+        length = layout[0] + sum(layout[1]) if layout is not None else None
+        keyed.append(((settings, delta if delta is not None else -1.0, length is None, length or 0), alone, sample))
+    keyed.sort(key=lambda item: item[0])  # stable: equal keys keep file order
+    batches: list[list[Sample]] = []
+    previous = None
+    for key, alone, sample in keyed:
+        group = key[:2]
+        if alone or not batches or previous != group or len(batches[-1]) >= batch_size:
+            batches.append([sample])
+        else:
+            batches[-1].append(sample)
+        previous = None if alone else group
+    return batches
+
+
+def prompt_layout(chat, sample: Sample) -> tuple[int, list[int]] | None:
+    """(text tokens, [visual tokens per image]) of the sample's prompt as `Chat.prepare` builds
+    it, from image headers and the tokenizer only; None where that needs decoding (video frames)
+    or an image header cannot be read."""
+    from v2pe.processing.processor import add_missing_image_placeholder, expand_image_placeholders
+    from v2pe.processing.templates import parse_conversation, render
+
+    if any(not isinstance(image, (str, PathLike)) for image in sample.images):
+        return None
+    processor = chat.processor
+    try:
+        tiles = _tiles_per_image(sample, processor)
+        if tiles is None:
+            return None
+        conversation = add_missing_image_placeholder([{"from": "human", "value": sample.prompt}], len(sample.images))
+        system, turns = parse_conversation(conversation, None)
+        segments = render(processor.template, turns, system, processor.tokenizer)
+        text, _ = expand_image_placeholders(segments, [processor.image_tokens(n) for n in tiles])
+        total = len(processor.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+    except Exception:  # noqa: BLE001 - a prompt the processor refuses: reported when the sample runs
+        return None
+    visual = [processor.tokens_per_tile * n for n in tiles]
+    return total - sum(visual), visual
+
+
+def _auto_delta(chat, layout: tuple[int, list[int]], max_new_tokens: int) -> float | None:
+    """The delta `choose_delta` picks for this one prompt; None when none fits (it runs alone)."""
+    from v2pe.positions import DEFAULT_DELTA_CHOICES, max_position
+
+    window = chat.trained_window()
+    for delta in sorted(DEFAULT_DELTA_CHOICES, reverse=True):
+        if max_position(layout[0], layout[1], delta) + max_new_tokens < window:
+            return float(delta)
+    return None
+
+
+def _missing_images(sample: Sample) -> list[str]:
+    # image paths are checked here; video frames (not paths) report a missing video when loaded
+    return [str(p) for p in sample.images if isinstance(p, (str, PathLike)) and not Path(p).is_file()]
+
+
+def _chat_images(sample: Sample) -> list:
+    return [str(p) if isinstance(p, PathLike) else p for p in sample.images]
+
+
+def run_batch(chat, task: str, samples: Sequence[Sample], scorers: Mapping, scorer_source: str) -> Iterator[dict]:
+    """The result lines of one batch (samples sharing max_tiles, max_new_tokens and
+    generate_kwargs), from one `chat.generate` call; when that call fails (an unreadable image,
+    a prompt beyond the window, out of memory, ...) each sample runs alone, so that each gets
+    its own line and error."""
+    if len(samples) == 1:
+        yield run_sample(chat, task, samples[0], scorers[samples[0].scorer], scorer_source)
+        return
+    started = time.monotonic()
+    try:
+        conversations = [[{"from": "human", "value": sample.prompt}] for sample in samples]
+        first = samples[0]
+        replies = chat.generate(conversations, [_chat_images(s) for s in samples], first.max_new_tokens, **first.generate_kwargs)
+        if len(replies) != len(samples):
+            raise RuntimeError(f"{len(replies)} replies for {len(samples)} prompts")
+    except Exception as problem:  # noqa: BLE001 - any failure of the batch: each sample alone reports its own
+        if isinstance(problem, _out_of_memory_errors()):
+            _empty_cache()
+        for sample in samples:
+            yield run_sample(chat, task, sample, scorers[sample.scorer], scorer_source)
+        return
+    share = (time.monotonic() - started) / len(samples)  # each sample's share of the batch's generation
+    for sample, reply in zip(samples, replies):
+        scored = time.monotonic()
+        yield score_sample(task, sample, reply, None, scorers[sample.scorer], scorer_source, share + time.monotonic() - scored)
 
 
 def dry_run_line(sample: Sample, delta: float | None = None, processor=None) -> dict:
@@ -283,20 +407,25 @@ def run_sample(chat, task: str, sample: Sample, scorer, scorer_source: str) -> d
     """Generate and score one sample; every per-sample problem becomes `error`."""
     started = time.monotonic()
     reply, error = None, None
-    # image paths are checked here; video frames (not paths) report a missing video when loaded
-    missing = [str(p) for p in sample.images if isinstance(p, (str, PathLike)) and not Path(p).is_file()]
+    missing = _missing_images(sample)
     if missing:
         error = f"image file not found: {', '.join(missing)}"
     else:
         try:
             conversation = [{"from": "human", "value": sample.prompt}]
-            images = [str(p) if isinstance(p, PathLike) else p for p in sample.images]
-            reply = chat.generate([conversation], [images], sample.max_new_tokens, **sample.generate_kwargs)[0]
+            reply = chat.generate([conversation], [_chat_images(sample)], sample.max_new_tokens, **sample.generate_kwargs)[0]
         except V2PEError as problem:  # unreadable image, prompt beyond the window, ...
             error = f"{type(problem).__name__}: {problem}"
         except _out_of_memory_errors() as problem:
             error = f"out of memory: {problem}"
             _empty_cache()
+    return score_sample(task, sample, reply, error, scorer, scorer_source, started=started)
+
+
+def score_sample(task: str, sample: Sample, reply, error: str | None, scorer, scorer_source: str,
+                 seconds: float | None = None, started: float | None = None) -> dict:
+    """The result line of one sample from its reply (None when generation failed with `error`):
+    `seconds` as given, else the time since `started`."""
     prediction = reply.text if reply is not None else None
     record = {"id": sample.id, "task": task, **sample.fields}
     score, score_error, extra = 0.0, None, dict(sample.extra)
@@ -310,6 +439,8 @@ def run_sample(chat, task: str, sample: Sample, scorer, scorer_source: str) -> d
             score_error = str(problem)
         if score_error is None and sample.diagnose is not None and score == 0:
             score_error = sample.diagnose(prediction)
+    if seconds is None:
+        seconds = time.monotonic() - (started if started is not None else time.monotonic())
     record.update({
         "prediction": prediction,
         "answer": sample.answer,
@@ -321,7 +452,7 @@ def run_sample(chat, task: str, sample: Sample, scorer, scorer_source: str) -> d
         "delta": reply.delta if reply is not None else None,
         "prompt_tokens": reply.prompt_tokens if reply is not None else None,
         "new_tokens": reply.new_tokens if reply is not None else None,
-        "seconds": round(time.monotonic() - started, 3),
+        "seconds": round(seconds, 3),
     })
     return record
 

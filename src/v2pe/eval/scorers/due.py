@@ -1,10 +1,15 @@
 """DUE-benchmark scorers as driven by the V2PE Long-VQA `DueEvaluator`: F1, ANLS, WTQ.
 
-The DueEvaluator lowercases, strips and strips trailing periods from every
-value (`due_normalize`). Each item becomes one annotation keyed by its id:
-the prediction contributes one value (the first one when a list is given; an
-empty list contributes nothing) and the gold answers become the accepted
-variants of one reference value.
+The DueEvaluator (`due_evaluator.DueEvaluator.evalute`) wraps a string `pr`/`an`
+in a list, then lowercases, strips and strips trailing periods every value
+(`due_normalize`). The V2PE `due_scorer.FScorer` then makes, per item, ONE
+prediction annotation whose value is the whole `pr` list and ONE reference
+annotation whose value is the whole `an` list (key = the item's `id`, as
+given). Two annotations are equal when their keys are equal and at least one
+value of one list is in the other list (`Annotation.__eq__`: `for v in
+self.value: if v in other.value`). So a list-valued answer is a set of accepted
+values, a list-valued prediction matches if any of its values is accepted, and
+an empty list never matches (but still counts as one prediction / reference).
 
 `due_f1` is *corpus-level*: precision and recall are pooled over all
 annotations of a group before F1 is taken, so it is computed on a list of
@@ -23,15 +28,12 @@ from v2pe.eval.scorers.wtq import wtq_denotation_match
 
 @dataclass(frozen=True)
 class _Annotation:
-    key: str
-    value: str
-    variants: tuple[str, ...] = field(default=())
+    key: object
+    values: tuple[str, ...] = field(default=())
 
     def same_as(self, other: _Annotation) -> bool:
-        """DUE `Annotation.__eq__`: same key and value equal or listed as a variant."""
-        if self.key != other.key:
-            return False
-        return self.value == other.value or self.value in other.variants or other.value in self.variants
+        """V2PE due_scorer `Annotation.__eq__`: same key and a value of one list is in the other."""
+        return self.key == other.key and any(v in other.values for v in self.values)
 
 
 def _values(value: object, what: str) -> list[str]:
@@ -42,16 +44,9 @@ def _values(value: object, what: str) -> list[str]:
     raise ScoringError(f"{what} must be a string or a list of strings, got {value!r}")
 
 
-def _prediction_annotations(key: str, prediction: object) -> list[_Annotation]:
-    values = _values(prediction, f"prediction of {key!r}")
-    return [_Annotation(key, due_normalize(values[0]))] if values else []
-
-
-def _reference_annotations(key: str, answer: object) -> list[_Annotation]:
-    variants = tuple(due_normalize(v) for v in _values(answer, f"answer of {key!r}"))
-    if not variants:
-        raise ScoringError(f"answer of {key!r} is an empty list")
-    return [_Annotation(key, variants[0], variants)]
+def _annotation(key: object, value: object, what: str) -> _Annotation:
+    """One annotation per item: all its (normalized) values, an empty list included."""
+    return _Annotation(key, tuple(due_normalize(v) for v in _values(value, f"{what} of {key!r}")))
 
 
 def _matched_flags(items: list[_Annotation], pool: list[_Annotation]) -> list[int]:
@@ -70,17 +65,18 @@ def due_f1(annotations: Iterable[dict]) -> float:
     """Corpus F1 (x100) of DUE `FScorer` over items {'id', 'pr', 'an'}.
 
     Precision = matched predictions / predictions, recall = matched references
-    / references (each annotation can be matched once); F1 = 2PR/(P+R), 0 when
-    both are 0.
+    / references (each annotation can be matched once, first equal one in
+    order); F1 = 2PR/(P+R), 0 when both are 0. Every item adds exactly one
+    prediction and one reference.
     """
     predictions: list[_Annotation] = []
     references: list[_Annotation] = []
     for item in annotations:
         if not isinstance(item, dict) or not {"id", "pr", "an"} <= item.keys():
             raise ScoringError(f"each DUE annotation needs 'id', 'pr' and 'an', got {item!r}")
-        key = str(item["id"])
-        predictions += _prediction_annotations(key, item["pr"])
-        references += _reference_annotations(key, item["an"])
+        key = item["id"]  # compared as given (the official code does not cast ids)
+        predictions.append(_annotation(key, item["pr"], "prediction"))
+        references.append(_annotation(key, item["an"], "answer"))
     precision_flags = _matched_flags(predictions, references)
     recall_flags = _matched_flags(references, predictions)
     precision = sum(precision_flags) / len(precision_flags) if precision_flags else 0.0

@@ -10,10 +10,17 @@ VQA punctuation, quotes stripped, lowercased).
   of the whitespace-separated tokens of the prediction;
 * MMCoQA: 1 when the gold answer is a substring of the prediction.
 
-Variants of the multi-choice rule: ``"official"`` (github MileBench/MileBench,
-default) letters options ``chr(65 + i)``; ``"v2pe"`` (V2PE
-eval/milebench/evaluate.py) letters options A..Z, then AA..AZ, then BA..., and
-also accepts a two-character letter answer in step 3 of `match_choice`.
+Multi-choice variants: ``"official"`` (github MileBench/MileBench at the fixture
+commit 9583e1fe) and ``"v2pe"`` (V2PE eval/milebench/evaluate.py) apply the same
+rule: `Eval.char(i)` letters options A..Z, then 'A'+chr(65+i-26) (AA..AZ), then
+'B'+chr(65+i-52) (BA.., 'B[' past BZ), and step 3 of `match_choice` accepts a
+1- or 2-character letter answer. (An older MileBench evaluate.py used
+``chr(65 + i)``, i.e. '[', '\\', ... past 'Z'; the official scores in
+shared/fixtures/scorers -- 30 options, prediction "opt27" extracted as 'C' by
+both sources -- are only reproduced by the char() lettering.) Any exception
+inside `match_choice` (an invalid pattern, or an empty match when an option
+text is empty) returns the processed prediction, as the official `except
+Exception`.
 """
 
 from __future__ import annotations
@@ -30,8 +37,10 @@ _ESCAPED_REGEX_CHARACTERS = ("\\", ".", "^", "$", "*", "+", "?", "{", "}", "[", 
 
 
 def option_letter(index: int, variant: str = "official") -> str:
-    """Letter of the option at `index`: chr(65+i), or A..Z/AA..AZ/BA.. for the V2PE copy."""
-    if variant == "official" or index < 26:
+    """Letter of the option at `index` (MileBench `Eval.char`): A..Z, AA..AZ, then 'B'+chr(65+i-52)."""
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown MileBench variant {variant!r}; expected one of {VARIANTS}")
+    if index < 26:
         return chr(65 + index)
     if index < 52:
         return "A" + chr(65 + index - 26)
@@ -51,7 +60,7 @@ def match_choice(text: str, options: dict[str, str], variant: str = "official") 
 
     1. the first "<letter> <option text>" found (regex alternation in option order);
     2. else the first option text found, spaces ignored;
-    3. else the prediction itself when it is a letter (1 char; 1-2 chars for v2pe);
+    3. else the prediction itself when it is an option letter of 1 or 2 characters;
     4. else the concatenation of the prediction's characters that are letters.
     An empty prediction gives 'C'; an invalid regex gives the prediction back.
     """
@@ -68,10 +77,9 @@ def match_choice(text: str, options: dict[str, str], variant: str = "official") 
             for k, v in compact.items():
                 if found[0].strip() == v:
                     return k.upper()
-        letter_lengths = (1, 2) if variant == "v2pe" else (1,)
-        if len(text) in letter_lengths and text.upper() in options:
+        if len(text) in (1, 2) and text.upper() in options:
             return text.upper()
-    except re.error:
+    except (re.error, IndexError):  # official: `except Exception` -> the processed prediction
         return text
     return "".join(c.upper() for c in text if c.upper() in options)
 
