@@ -12,10 +12,10 @@ import os
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import TrainerCallback
 
 from tests.train.conftest import TINY_RECIPE, losses
 from tests.train.test_checkpoint_checks import scalar_steps
+from tests.train.test_resume import Killed, KillAtStep
 from v2pe.cli import main
 from v2pe.errors import CheckpointError, ConfigError
 from v2pe.train import checkpoint as atomic
@@ -28,19 +28,6 @@ pytest.importorskip("accelerate", reason="the HF Trainer needs accelerate: pip i
 
 RUN = {"train.max_steps": 6, "train.save_steps": 2, "train.save_total_limit": 3}
 CLI_RUN = ["--config", str(TINY_RECIPE), "--train.max_steps", "6", "--train.save_steps", "2"]
-
-
-class Killed(RuntimeError):
-    pass
-
-
-class KillAtStep(TrainerCallback):
-    def __init__(self, step: int):
-        self.step = step
-
-    def on_step_end(self, args, state, control, **kwargs):
-        if state.global_step == self.step:
-            raise Killed(f"killed at step {self.step}")
 
 
 def config(output_dir, **overrides):
