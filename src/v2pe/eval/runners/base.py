@@ -136,14 +136,11 @@ def resolve_image(path: str, roots: Sequence[Path]) -> Path:
     return next((option for option in options if option.exists()), options[0])
 
 
-def select_tasks(available: Sequence[str], wanted: Sequence[str] | None, what: str) -> list[str]:
-    """The wanted task names (all when None); a ConfigError names unknown ones."""
-    if not wanted:
-        return list(available)
-    unknown = [name for name in wanted if name not in available]
+def refuse_unknown(wanted: Sequence[str] | None, known: Sequence[str], what: str, listed: str = "known") -> None:
+    """The `--tasks` check of every runner: a ConfigError naming the wanted names not in `known`."""
+    unknown = [name for name in wanted or [] if name not in known]
     if unknown:
-        raise ConfigError(f"unknown {what} {', '.join(unknown)}; available: {', '.join(available) or 'none'}")
-    return [name for name in available if name in wanted]
+        raise ConfigError(f"unknown {what} {', '.join(unknown)}; {listed}: {', '.join(known)}")
 
 
 # ----------------------------------------------------------------------------- running

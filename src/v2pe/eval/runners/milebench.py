@@ -33,7 +33,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import IMAGE, Benchmark, Sample, Task, read_json, require, unique_ids
+from v2pe.eval.runners.base import Benchmark, IMAGE, Sample, Task, read_json, refuse_unknown, require, unique_ids
 from v2pe.eval.scorers.aggregate import milebench_metric
 
 MAX_CONTEXT_LEN = 512000
@@ -68,9 +68,7 @@ def load_tasks(
     if processor is None:
         raise ConfigError("the MileBench runner needs the processor (its tokenizer truncates long contexts)")
     found = discover(Path(data))
-    unknown = [t for t in tasks or [] if t not in found]
-    if unknown:
-        raise ConfigError(f"unknown MileBench dataset(s) {', '.join(unknown)}; available: {', '.join(found)}")
+    refuse_unknown(tasks, found, "MileBench dataset(s)", "available")
     names = [n for n in found if not tasks or n in tasks]
     per_image = n_tokens_per_image if n_tokens_per_image is not None else processor.tokens_per_tile
     return [read_task(n, found[n], processor.tokenizer, limit, max_context_len, per_image, max_tiles) for n in names]

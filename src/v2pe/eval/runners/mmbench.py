@@ -63,8 +63,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task
+from v2pe.errors import DataError
+from v2pe.eval.runners.base import Benchmark, Sample, Task, refuse_unknown
 from v2pe.eval.scorers.multiple_choice import mmbench_answer
 
 PROMPTS = {"en": "Answer with the option's letter from the given choices directly.", "cn": "请直接回答选项字母。"}
@@ -179,9 +179,7 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     data = Path(data)
     if not data.is_dir():
         raise DataError(f"MMBench data folder {data} does not exist")
-    unknown = [t for t in tasks or [] if t not in DATASETS]
-    if unknown:
-        raise ConfigError(f"unknown MMBench dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}")
+    refuse_unknown(tasks, DATASETS, "MMBench dataset(s)")
     folder = data / "mmbench" if not any((data / d.file).is_file() for d in DATASETS.values()) else data
     present = [name for name, d in DATASETS.items() if (folder / d.file).is_file()]
     names = list(tasks) if tasks else present

@@ -60,7 +60,7 @@ from pathlib import Path
 from PIL import Image
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, require
+from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, refuse_unknown, require
 from v2pe.eval.runners.mmbench import image_folder, write_once
 
 LETTERS = "ABCDEFGHIJKLM"
@@ -116,9 +116,7 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     if parse not in PARSERS:
         raise ConfigError(f"--mmmu-parse must be one of {', '.join(PARSERS)}, got {parse!r}")
     subjects = parquet_files(data)
-    unknown = [t for t in tasks or [] if t not in subjects]
-    if unknown:
-        raise ConfigError(f"unknown MMMU subject(s) {', '.join(unknown)}; found: {', '.join(subjects)}")
+    refuse_unknown(tasks, subjects, "MMMU subject(s)", "found")
     answers = _answer_dict(data / ANSWER_FILE) if (data / ANSWER_FILE).is_file() else None
     tile_size = getattr(processor, "tile_size", DEFAULT_TILE_SIZE)
     return [read_task(name, subjects[name], limit, max_tiles or MAX_TILES, PARSERS[parse], answers, tile_size)

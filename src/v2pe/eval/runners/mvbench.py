@@ -44,7 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, require
+from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, refuse_unknown, require
 from v2pe.processing.video import VideoClip, require_pyav
 
 NUM_SEGMENTS = 16
@@ -96,9 +96,7 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
         raise DataError(f"MVBench data folder {data} does not exist")
     if num_segments < 1:
         raise ConfigError(f"num_segments must be >= 1, got {num_segments}")
-    unknown = [t for t in tasks or [] if t not in TASKS]
-    if unknown:
-        raise ConfigError(f"unknown MVBench task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
+    refuse_unknown(tasks, TASKS, "MVBench task(s)")
     present = [stem for stem in TASKS if (data / "json" / f"{stem}.json").is_file()]
     names = [stem for stem in TASKS if stem in tasks] if tasks else present
     missing = [stem for stem in names if stem not in present]

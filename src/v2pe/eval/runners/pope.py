@@ -42,8 +42,8 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
-from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_jsonl, require, resolve_image, unique_ids
+from v2pe.errors import DataError
+from v2pe.eval.runners.base import Benchmark, Sample, Task, read_jsonl, refuse_unknown, require, resolve_image, unique_ids
 from v2pe.eval.runners.scienceqa import find_file
 
 QUESTIONS = "llava_pope_test.jsonl"
@@ -71,9 +71,7 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     data = Path(data)
     path = find_file(data, QUESTIONS, "pope")
     labels = label_files(path.parent / "coco")
-    unknown = [t for t in tasks or [] if t not in labels]
-    if unknown:
-        raise ConfigError(f"unknown POPE categor(y/ies) {', '.join(unknown)}; label files found for: {', '.join(labels)}")
+    refuse_unknown(tasks, labels, "POPE categor(y/ies)", "label files found for")
     roots = ([Path(image_root)] if image_root else []) + [path.parent / "val2014", path.parent, data]
     by_category: dict[str, list[tuple[int, dict]]] = {}
     for number, record in read_jsonl(path):

@@ -47,7 +47,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, require, unique_ids
+from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, refuse_unknown, require, unique_ids
 from v2pe.eval.scorers.video import videomme_extract
 from v2pe.processing.video import VideoClip, require_pyav
 
@@ -72,9 +72,7 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
         raise DataError(f"Video-MME data folder {data} does not exist")
     if num_frames < 1:
         raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
-    unknown = [t for t in tasks or [] if t not in DURATIONS]
-    if unknown:
-        raise ConfigError(f"unknown Video-MME task(s) {', '.join(unknown)}; known: {', '.join(DURATIONS)}")
+    refuse_unknown(tasks, DURATIONS, "Video-MME task(s)")
     require_pyav()
     source, rows = read_rows(data)
     by_duration: dict[str, list[tuple[str, dict]]] = {d: [] for d in DURATIONS}

@@ -49,8 +49,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, read_jsonl, require, resolve_image, unique_ids
+from v2pe.errors import DataError
+from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, read_jsonl, refuse_unknown, require, resolve_image, unique_ids
 
 BASE_PROMPT = "Answer the question using a single word or phrase."
 VIZWIZ_PROMPT = "When the provided information is insufficient, respond with 'Unanswerable'. "
@@ -97,9 +97,7 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     data = Path(data)
     if not data.is_dir():
         raise DataError(f"VQA data folder {data} does not exist")
-    unknown = [t for t in tasks or [] if t not in DATASETS]
-    if unknown:
-        raise ConfigError(f"unknown VQA dataset(s) {', '.join(unknown)}; known: {', '.join(DATASETS)}")
+    refuse_unknown(tasks, DATASETS, "VQA dataset(s)")
     present = [n for n, d in DATASETS.items() if (data / d.test).is_file()]
     names = list(tasks) if tasks else present
     missing = [n for n in names if n not in present]
