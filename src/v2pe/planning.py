@@ -129,17 +129,22 @@ def plan_memory(shape: ModelShape, tokens: int, images: int = 0, tiles_per_image
         raise ConfigError(f"{images} images x {tiles_per_image} tiles x {shape.tokens_per_tile} visual tokens = {visual:,} tokens, "
                           f"more than --tokens {tokens:,} (the prompt's tokens include its visual tokens)")
     delta, largest = _fitting_delta(shape, tokens - visual, [tiles_per_image * shape.tokens_per_tile] * images, max_new_tokens)
-    context, step = tokens + max_new_tokens, min(chunk, tokens) or 1
+    parts = {"weights": shape.weight_bytes, **_run_parts(shape, tokens + max_new_tokens, visual, images * tiles_per_image,
+                                                          min(chunk, tokens) or 1, vision_batch, attention)}
+    return MemoryPlan(tokens, images, tiles_per_image, delta, largest, shape.window, parts, device_bytes)
+
+
+def _run_parts(shape: ModelShape, context: int, visual: int, tiles: int, step: int, vision_batch: int, attention: str) -> dict[str, int]:
+    """What a run needs beside the weights: KV cache of `context` tokens, the image features of
+    `visual` tokens, one prefill chunk of `step` tokens, one vision batch."""
     b = shape.dtype_bytes
-    parts = {
-        "weights": shape.weight_bytes,
+    return {
         "kv cache": 2 * shape.layers * shape.kv_heads * shape.head_dim * context * b,
         "image features": visual * shape.hidden * b,
         "prefill chunk": step * (4 * shape.hidden + 3 * shape.intermediate) * b + _attention_bytes(attention, step, context, shape.heads)
         + shape.vocab * 4,  # one row of float32 logits: only the last position is projected
-        "vision batch": _vision_batch_bytes(shape, min(vision_batch, images * tiles_per_image)),
+        "vision batch": _vision_batch_bytes(shape, min(vision_batch, tiles)),
     }
-    return MemoryPlan(tokens, images, tiles_per_image, delta, largest, shape.window, parts, device_bytes)
 
 
 def device_free_bytes(device) -> int | None:
@@ -160,14 +165,14 @@ def check_prompt_fits(model, input_ids, image_token_id: int, max_new_tokens: int
         return
     shape = ModelShape.from_model(model)
     rows, length = input_ids.shape
-    plan = plan_memory(shape, rows * length, max_new_tokens=rows * max_new_tokens, chunk=min(chunk, length), attention=attention)
     visual = int((input_ids == image_token_id).sum())
-    need = plan.total - plan.parts["weights"] - plan.parts["image features"] - plan.parts["vision batch"]
-    need += visual * shape.hidden * shape.dtype_bytes + _vision_batch_bytes(shape, min(vision_batch, visual // shape.tokens_per_tile))
+    parts = _run_parts(shape, rows * (length + max_new_tokens), visual, visual // shape.tokens_per_tile, min(chunk, length) or 1,
+                       vision_batch, attention)
+    need = sum(parts.values())
     if need > free:
         raise ConfigError(
             f"{rows} x {length:,} prompt tokens need about {need / GIB:.1f} GiB beyond the weights (KV cache "
-            f"{plan.parts['kv cache'] / GIB:.1f} GiB) but {model.device} has {free / GIB:.1f} GiB free: shorten the prompt, "
+            f"{parts['kv cache'] / GIB:.1f} GiB) but {model.device} has {free / GIB:.1f} GiB free: shorten the prompt, "
             "use a smaller batch, a quantized or offloaded KV cache, or see `v2pe plan`"
         )
 
