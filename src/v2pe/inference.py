@@ -31,7 +31,8 @@ import torch
 
 from v2pe.errors import ConfigError
 from v2pe.positions import choose_delta
-from v2pe.processing.processor import IMAGE_PLACEHOLDER, collate
+from v2pe.processing.processor import collate
+from v2pe.tokens import IMAGE_PLACEHOLDER
 
 Delta = float | str
 

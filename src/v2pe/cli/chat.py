@@ -133,6 +133,8 @@ def _positive_int(text: str) -> int:
 
 def _with_placeholders(question: str, num_images: int) -> str:
     """One `<image>` per image, before the question, unless the question places them itself."""
-    if "<image>" in question or num_images == 0:
+    from v2pe.tokens import IMAGE_PLACEHOLDER
+
+    if IMAGE_PLACEHOLDER in question or num_images == 0:
         return question
-    return "".join(f"Image-{i + 1}: <image>\n" for i in range(num_images)) + question
+    return "".join(f"Image-{i + 1}: {IMAGE_PLACEHOLDER}\n" for i in range(num_images)) + question

@@ -59,8 +59,7 @@ from v2pe.errors import (  # noqa: F401  (reasons and SampleError re-exported)
     SampleError,
 )
 from v2pe.files import iter_json_lines, output_file, parse_json_object, read_json_file  # noqa: F401  (parse_json_object re-exported)
-
-IMAGE_PLACEHOLDER = "<image>"
+from v2pe.tokens import IMAGE_PLACEHOLDER  # re-exported for the builders
 
 META_KEYS = ("root", "annotation", "data_augment", "repeat_time", "length", "max_dynamic_patch", "dynamic_image_size", "allow_outside_root")
 

@@ -88,7 +88,8 @@ def training_conversation(sample: Sample) -> list[dict]:
     training placeholder rule (`<image>\\n` + the first human turn when a one-image sample has
     none there), then every value stripped. SampleError (image_count_mismatch) when the rule
     leaves more placeholders than images: a one-image sample with `<image>` only in a later turn."""
-    from v2pe.processing.processor import IMAGE_PLACEHOLDER, add_missing_image_placeholder
+    from v2pe.processing.processor import add_missing_image_placeholder
+    from v2pe.tokens import IMAGE_PLACEHOLDER
 
     prepared = add_missing_image_placeholder(sample.conversations, len(sample.images), training=True)
     turns = [{**turn, "value": turn["value"].strip()} for turn in prepared]

@@ -19,6 +19,7 @@ from PIL import Image
 
 from v2pe.errors import DataError
 from v2pe.files import write_text_file
+from v2pe.tokens import IGNORE_INDEX
 
 # Histogram bin edges in tokens: 1K steps at the short end, MM-NIAH-like steps up to 64K, then doubling.
 _K = 1024
@@ -103,13 +104,13 @@ class LengthMeter:
         text, spans = expand_image_placeholders(segments, [p.image_tokens(n) for n in num_tiles])
         ids, labels = p.tokenize_with_labels(text, spans)
         image_tokens = sum(p.tokens_per_tile * n + 2 for n in num_tiles)
-        labelled = sum(1 for label in labels if label != -100)
+        labelled = sum(1 for label in labels if label != IGNORE_INDEX)
         return SampleLength(len(ids), len(ids) - image_tokens, image_tokens, labelled, len(images), num_tiles)
 
     def measure_text(self, text: str, images: Sequence = ()) -> SampleLength:
         """Token counts of a bare text with `<image>` placeholders (no template, no BOS): the
         MM-NIAH `context_length`, `context_length_text` and `context_length_image`."""
-        from v2pe.processing.processor import IMAGE_PLACEHOLDER
+        from v2pe.tokens import IMAGE_PLACEHOLDER
 
         p = self.processor
         images = list(images)

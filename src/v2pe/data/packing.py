@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from v2pe.data.annotations import OVER_BUDGET, SampleError, SkipReport
 from v2pe.errors import ConfigError, DataError
-from v2pe.processing.processor import IGNORE_INDEX
+from v2pe.tokens import IGNORE_INDEX
 
 LOSS_REDUCTIONS = ("token", "sample", "square")
 

@@ -34,6 +34,7 @@ from v2pe.data.annotations import (
 from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
 from v2pe.errors import DataError
 from v2pe.files import iter_json_lines, write_text_file
+from v2pe.tokens import IMAGE_PLACEHOLDER
 
 MMNIAH_FIELDS = {"id": (str, int), "images_list": list, "context": str, "question": str, "answer": (str, int, list), "meta": dict}
 
@@ -216,7 +217,7 @@ def check_mmniah_record(record: dict, where: str) -> None:
         value = record["meta"].get(key)
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise SampleError("must be null or a list of strings", WRONG_TYPE, f"{where}, field 'meta.{key}'")
-    placeholders = record["context"].count("<image>") + record["question"].count("<image>")
+    placeholders = record["context"].count(IMAGE_PLACEHOLDER) + record["question"].count(IMAGE_PLACEHOLDER)
     if placeholders != len(record["images_list"]):
         raise SampleError(f"{placeholders} `<image>` placeholders but {len(record['images_list'])} images", "image_count_mismatch", f"{where}, field 'images_list'")
 

@@ -45,7 +45,7 @@ except ImportError as error:  # pragma: no cover - exercised only without the ex
         f"(import failed: {error})"
     ) from error
 
-from v2pe.processing.processor import IMAGE_PLACEHOLDER
+from v2pe.tokens import IMAGE_PLACEHOLDER
 
 MODEL_NAME = "v2pe"
 CLASS_PATH = "v2pe.eval.lmms_eval_adapter.V2PELMMs"

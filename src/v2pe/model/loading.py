@@ -28,8 +28,8 @@ from v2pe.model.official import (
     v2pe_settings_from_official,
 )
 from v2pe.model.settings import V2PESettings
+from v2pe.tokens import IMG_CONTEXT, IMG_END, IMG_START
 
-IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
 # What a converted SentencePiece tokenizer replaces (written by save_converted_tokenizer instead).
 CONVERTED_TOKENIZER_FILES = ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json")
 

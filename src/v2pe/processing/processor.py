@@ -33,10 +33,7 @@ from v2pe.errors import ConfigError, DataError
 from v2pe.positions import v2pe_position_ids
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
 from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
-
-IGNORE_INDEX = -100
-IMAGE_PLACEHOLDER = "<image>"
-IMG_START, IMG_END, IMG_CONTEXT = "<img>", "</img>", "<IMG_CONTEXT>"
+from v2pe.tokens import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMG_CONTEXT, IMG_END, IMG_START
 
 Conversation = Sequence[Mapping[str, str]]
 

@@ -15,8 +15,8 @@ import torch
 
 from v2pe.data.dataset import SupervisedDataset, collate_samples
 from v2pe.data.packing import PackedDataset, collate_packed, loss_weights
+from v2pe.tokens import IGNORE_INDEX
 from v2pe.train.config import TrainConfig
-from v2pe.train.loss import IGNORE_INDEX
 
 MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "sequence_ids", "pixel_values")
 

@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-IGNORE_INDEX = -100
+from v2pe.tokens import IGNORE_INDEX
 
 
 def weighted_cross_entropy(

@@ -34,6 +34,7 @@ import torch.distributed as dist
 
 from v2pe.errors import ConfigError
 from v2pe.model.attention import packed_causal_mask, varlen_boundaries
+from v2pe.tokens import IGNORE_INDEX
 
 ULYSSES_ATTENTION = "v2pe_ulysses"
 RING_ATTENTION = "v2pe_ring"
@@ -153,7 +154,7 @@ def pad_row(batch: dict[str, torch.Tensor], size: int, backend: str, pad_token_i
         raise ConfigError("sequence parallelism shards one row: set train.per_device_batch_size 1")
     multiple = size if backend == "ulysses" else 2 * size
     spans = sample_spans(sequence_ids[0]) if backend == "ring" else [(0, sequence_ids.shape[1])]
-    fill = {"input_ids": pad_token_id, "attention_mask": 0, "shift_labels": -100, "shift_weights": 0.0}
+    fill = {"input_ids": pad_token_id, "attention_mask": 0, "shift_labels": IGNORE_INDEX, "shift_weights": 0.0}
     pieces: dict[str, list[torch.Tensor]] = {key: [] for key in (*fill, "position_ids", "sequence_ids") if key in batch}
     for start, end in spans:
         extra = (-(end - start)) % multiple

@@ -51,6 +51,7 @@ from v2pe.data.lengths import LengthMeter
 from v2pe.data.synthetic import article
 from v2pe.errors import ConfigError, DataError
 from v2pe.files import make_output_folder
+from v2pe.tokens import IMAGE_PLACEHOLDER
 
 NEEDLE_TASKS = ("retrieval-text", "counting-text", "reasoning-text", "retrieval-image", "counting-image", "reasoning-image")
 DEFAULT_DEPTHS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -199,7 +200,7 @@ class _Builder:
         self.seed, self.tolerance, self.image_ratio = seed, tolerance, image_ratio
 
     def block_cost(self, block: Block) -> int:
-        cost = self.meter.text_tokens(block.render().replace("<image>", ""))
+        cost = self.meter.text_tokens(block.render().replace(IMAGE_PLACEHOLDER, ""))
         return cost + (self.meter.image_tokens(block.image) if block.image is not None else 0)
 
     def object_path(self, obj: NeedleObject) -> Path:
