@@ -68,7 +68,7 @@ def test_interactive_chat_keeps_the_conversation_across_turns(checkpoint, monkey
 
 @pytest.mark.parametrize("argv, message", [
     (["--delta", "abc", "hi"], "--delta must be 'model', 'auto' or a number in (0, 1], got 'abc'"),
-    (["--delta", "2", "hi"], "--delta must be in (0, 1], got 2.0"),
+    (["--delta", "2", "hi"], "--delta must lie in (0, 1] (a visual token may not advance further than a text token), got 2.0"),
 ])
 def test_bad_delta_is_one_line_before_loading(checkpoint, capsys, argv, message):
     folder, image = checkpoint

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from v2pe.errors import ConfigError
-from v2pe.positions import choose_delta
+from v2pe.positions import choose_delta, parse_delta
 from v2pe.processing.processor import collate
 from v2pe.tokens import IMAGE_PLACEHOLDER
 
@@ -66,6 +66,9 @@ class Chat:
     cache_config: dict | None = None
     progress: bool = True  # a progress bar for chunked prefills (tokens done / total, tokens/s)
     last_delta: float | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.delta = parse_delta(self.delta, "Chat.delta")  # 'model', 'auto' or a number in (0, 1]
 
     def ask(self, question: str, images: Sequence = (), history: Sequence[dict] | None = None, **generate_kwargs) -> str:
         """One answer; the exchange is appended to `self.history` (pass history=[] to start fresh)."""
@@ -132,7 +135,7 @@ class Chat:
         if self.delta == "model":
             return self.model_delta()
         if self.delta != "auto":
-            return float(self.delta)
+            return self.delta
         return choose_delta(
             input_ids,
             attention_mask=attention_mask,

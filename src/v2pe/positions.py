@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 import torch
 
-from v2pe.errors import PositionError
+from v2pe.errors import PositionError, V2PEError
 
 #: The official training choices: delta = stride / 256 for stride in {1, 2, 4, ..., 256}.
 DEFAULT_DELTA_CHOICES: tuple[float, ...] = tuple(1.0 / 2**k for k in range(9))
@@ -160,9 +160,7 @@ def resolve_deltas(
         draws = torch.randint(len(choices), (num_images,), generator=generator)
         return choices[draws].to(device)
     if isinstance(delta, (int, float)):
-        values = torch.full((num_images,), float(delta), dtype=torch.float64)
-        _check_delta_range(torch.tensor([float(delta)]), "delta")
-        return values.to(device)
+        return torch.full((num_images,), parse_delta(delta, "delta", words=()), dtype=torch.float64, device=device)
     values = torch.as_tensor(delta, dtype=torch.float64).flatten()
     if values.numel() != num_images:
         raise PositionError(f"got {values.numel()} per-image deltas for {num_images} images in the batch")
@@ -210,29 +208,40 @@ def _as_batch(tensor: torch.Tensor, name: str) -> torch.Tensor:
 #: What a user may ask for at inference: the checkpoint's own delta, the largest that fits the
 #: trained window, or a number (a fraction such as 1/16 is accepted).
 INFERENCE_DELTA_WORDS = ("model", "auto")
+#: What a training recipe may ask for: one draw per image from the delta choices, or a number.
+TRAINING_DELTA_WORDS = ("random",)
 
 
-def parse_delta(text: str | float, name: str = "--delta") -> float | str:
-    """'model', 'auto' or a number in (0, 1] ('0.25' or '1/4'), with one clear error otherwise."""
-    if isinstance(text, str) and text.strip() in INFERENCE_DELTA_WORDS:
-        return text.strip()
+def parse_delta(
+    value: str | float,
+    name: str = "--delta",
+    words: Sequence[str] = INFERENCE_DELTA_WORDS,
+    error: type[V2PEError] = PositionError,
+) -> float | str:
+    """The one parser and validator of a delta as a user gives it (CLI flag, recipe key, API
+    argument): one of `words` or a number in (0, 1] (0.25, '0.25' or '1/4'); `error` (naming
+    `name`) otherwise."""
+    if isinstance(value, str) and value.strip() in words:
+        return value.strip()
     try:
-        if isinstance(text, str) and "/" in text:
-            numerator, denominator = text.split("/", 1)
-            value = float(numerator) / float(denominator)
+        if isinstance(value, bool):
+            raise ValueError
+        if isinstance(value, str) and "/" in value:
+            numerator, denominator = value.split("/", 1)
+            number = float(numerator) / float(denominator)
         else:
-            value = float(text)
-    except (ValueError, ZeroDivisionError):
-        raise PositionError(f"{name} must be 'model', 'auto' or a number in (0, 1], got {text!r}") from None
-    if not 0 < value <= 1:
-        raise PositionError(f"{name} must be in (0, 1], got {value}")
-    return value
+            number = float(value)
+    except (TypeError, ValueError, ZeroDivisionError):
+        allowed = "".join(f"{word!r}, " for word in words[:-1]) + (f"{words[-1]!r} or " if words else "")
+        raise error(f"{name} must be {allowed}a number in (0, 1], got {value!r}") from None
+    _check_delta_range(torch.tensor([number], dtype=torch.float64), name, error)
+    return number
 
 
-def _check_delta_range(values: torch.Tensor, name: str) -> None:
+def _check_delta_range(values: torch.Tensor, name: str, error: type[V2PEError] = PositionError) -> None:
     bad = values[(values <= 0) | (values > 1) | values.isnan()]
     if bad.numel():
-        raise PositionError(f"{name} must lie in (0, 1] (a visual token may not advance further than a text token), got {bad[0].item()}")
+        raise error(f"{name} must lie in (0, 1] (a visual token may not advance further than a text token), got {bad[0].item()}")
 
 
 class _Images(NamedTuple):

@@ -157,11 +157,11 @@ def test_bad_lines_are_found_when_the_dataset_is_built(tmp_path, synthetic_dir, 
 
 
 def test_bad_delta_is_a_config_error(meta, processor):
-    from v2pe.errors import ConfigError, PositionError
+    from v2pe.errors import ConfigError
 
-    with pytest.raises(ConfigError):
+    with pytest.raises(ConfigError, match="delta must be 'random' or a number"):
         SupervisedDataset(meta, processor, delta="rnd")
-    with pytest.raises(PositionError):
+    with pytest.raises(ConfigError, match=r"delta must lie in \(0, 1\]"):
         SupervisedDataset(meta, processor, delta=2.0)
 
 

@@ -55,7 +55,7 @@ from v2pe.data.annotations import (
 )
 from v2pe.data.lengths import LengthMeter
 from v2pe.errors import ConfigError, DataError
-from v2pe.positions import DEFAULT_DELTA_CHOICES, resolve_deltas
+from v2pe.positions import DEFAULT_DELTA_CHOICES, TRAINING_DELTA_WORDS, parse_delta, resolve_deltas
 from v2pe.processing.tiling import load_image
 
 
@@ -178,11 +178,8 @@ class SupervisedDataset(torch.utils.data.Dataset):
         report: SkipReport | None = None,
         max_sample_bytes: int | None = None,
     ):
-        if isinstance(delta, str) and delta != "random":
-            raise ConfigError(f"delta must be 'random' or a number in (0, 1], got {delta!r}")
-        if not isinstance(delta, str):
-            resolve_deltas(float(delta), 1)  # range check now, not at the first item
-        self.delta, self.delta_choices = delta, tuple(delta_choices)
+        self.delta = parse_delta(delta, "delta", words=TRAINING_DELTA_WORDS, error=ConfigError)  # now, not at the first item
+        self.delta_choices = tuple(delta_choices)
         self.seed, self.skip_bad, self.max_retries = int(seed), skip_bad, max_retries
         self.report = report if report is not None else SkipReport()
         specs = load_meta(meta) if isinstance(meta, (str, PathLike)) else list(meta)
@@ -255,7 +252,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         if self.delta == "random":
             deltas = resolve_deltas("random", len(images), generator=generator, delta_choices=self.delta_choices)
         else:
-            deltas = torch.full((len(images),), float(self.delta), dtype=torch.float64)
+            deltas = torch.full((len(images),), self.delta, dtype=torch.float64)
         conversation = training_conversation(sample)
         try:
             item = source.processor.process_sample(conversation, images, delta=deltas if images else 1.0, sample_id=sample.id)

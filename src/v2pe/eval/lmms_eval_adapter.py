@@ -224,6 +224,5 @@ def _load_chat(pretrained: str, delta, window, max_tiles, dtype: str, device: st
 
     overrides = {"max_tiles": int(max_tiles)} if max_tiles is not None else {}
     processor = Processor.from_pretrained(pretrained, **overrides)
-    delta = delta if str(delta) == "auto" else float(delta)
     return Chat(load_model(pretrained, dtype=dtype, device=device), processor, delta=delta,
                 window=int(window) if window is not None else None)

@@ -30,8 +30,9 @@ class V2PESettings:
     rope_pos_id_stride: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0 < self.delta <= 1:
-            raise ConfigError(f"v2pe.delta must lie in (0, 1], got {self.delta}")
+        from v2pe.positions import parse_delta
+
+        self.delta = parse_delta(self.delta, "v2pe.delta", words=(), error=ConfigError)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> V2PESettings:

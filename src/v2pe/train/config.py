@@ -30,7 +30,7 @@ from typing import Any, Literal
 import yaml
 
 from v2pe.errors import ConfigError
-from v2pe.positions import DEFAULT_DELTA_CHOICES
+from v2pe.positions import DEFAULT_DELTA_CHOICES, TRAINING_DELTA_WORDS, parse_delta
 
 RECIPES_DIR = Path(__file__).with_name("recipes")
 
@@ -574,12 +574,10 @@ def _validate_model(model: ModelConfig) -> None:
 
 
 def _validate_v2pe(v2pe: V2PEConfig) -> None:
-    if isinstance(v2pe.delta, str) and v2pe.delta != "random":
-        raise ConfigError(f"v2pe.delta must be 'random' or a number in (0, 1], got {v2pe.delta!r}")
-    if isinstance(v2pe.delta, float) and not 0 < v2pe.delta <= 1:
-        raise ConfigError(f"v2pe.delta must lie in (0, 1], got {v2pe.delta}")
-    if not v2pe.delta_choices or any(not 0 < d <= 1 for d in v2pe.delta_choices):
-        raise ConfigError(f"v2pe.delta_choices must be a non-empty list of numbers in (0, 1], got {v2pe.delta_choices}")
+    v2pe.delta = parse_delta(v2pe.delta, "v2pe.delta", words=TRAINING_DELTA_WORDS, error=ConfigError)
+    if not v2pe.delta_choices:
+        raise ConfigError("v2pe.delta_choices must be a non-empty list of numbers in (0, 1]")
+    v2pe.delta_choices = [parse_delta(d, f"v2pe.delta_choices[{i}]", words=(), error=ConfigError) for i, d in enumerate(v2pe.delta_choices)]
 
 
 def _validate_data(data: DataConfig) -> None:
