@@ -1,9 +1,10 @@
 """The one reader and writer of user files.
 
 Every JSON / JSONL file a user hands us (annotations, meta files, score files, benchmark
-files) is read through `iter_json_lines` / `read_json_file`, which name file:line for bad
-UTF-8, bad JSON and over-long lines; every output file is written through `output_file`,
-which names the file when the disk says no. Both the data layer and the evaluation layer use
+files, checkpoint configs, DeepSpeed configs, training logs) is read through `iter_json_lines` /
+`read_json_file` / `read_json_object`, which name file:line for bad UTF-8, bad JSON and
+over-long lines; every output file is written through `output_file` (`write_text_file`,
+`write_json_file`), which names the file when the disk says no. Both the data layer and the evaluation layer use
 it, and it imports nothing heavy (no torch), so `v2pe eval score` starts at once.
 """
 
@@ -137,6 +138,18 @@ def read_json_file(path: str | os.PathLike, what: str = "file", error: type[V2PE
         raise error(f"{path}: not valid JSON (nested too deeply)") from None
 
 
+def read_json_object(path: str | os.PathLike, what: str = "file", error: type[V2PEError] = DataError, optional: bool = False) -> dict:
+    """A JSON object file (`read_json_file`), {} for a missing `optional` one; `error` naming the
+    file when it holds something else."""
+    path = Path(path)
+    if optional and not path.is_file():
+        return {}
+    data = read_json_file(path, what, error)
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return data
+
+
 # --------------------------------------------------------------------------------------------
 # writing
 
@@ -173,6 +186,11 @@ def write_text_file(path: str | os.PathLike, text: str) -> Path:
     with output_file(path) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return Path(path)
+
+
+def write_json_file(path: str | os.PathLike, value: Any, *, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    """Write `value` as JSON (UTF-8, non-ASCII kept, a final newline) through `output_file`."""
+    return write_text_file(path, json.dumps(value, indent=indent, sort_keys=sort_keys, ensure_ascii=False) + "\n")
 
 
 def _why(err: OSError) -> str:

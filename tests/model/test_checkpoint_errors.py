@@ -36,13 +36,13 @@ def test_missing_folder(tmp_path):
 
 def test_missing_config(official_copy):
     (official_copy / "config.json").unlink()
-    with pytest.raises(CheckpointError, match=r"config\.json: file is missing"):
+    with pytest.raises(CheckpointError, match=r"config\.json: file not found"):
         load_model(official_copy)
 
 
 def test_corrupt_config(official_copy):
     (official_copy / "config.json").write_text("{not json")
-    with pytest.raises(CheckpointError, match=r"config\.json: not valid JSON"):
+    with pytest.raises(CheckpointError, match=r"config\.json:1: not valid JSON"):
         load_model(official_copy)
 
 

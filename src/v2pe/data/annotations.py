@@ -58,7 +58,13 @@ from v2pe.errors import (  # noqa: F401  (reasons and SampleError re-exported)
     DataError,
     SampleError,
 )
-from v2pe.files import iter_json_lines, output_file, parse_json_object, read_json_file  # noqa: F401  (parse_json_object re-exported)
+from v2pe.files import (  # noqa: F401  (parse_json_object re-exported)
+    iter_json_lines,
+    output_file,
+    parse_json_object,
+    read_json_file,
+    write_json_file,
+)
 from v2pe.tokens import IMAGE_PLACEHOLDER  # re-exported for the builders
 
 META_KEYS = ("root", "annotation", "data_augment", "repeat_time", "length", "max_dynamic_patch", "dynamic_image_size", "allow_outside_root")
@@ -224,9 +230,7 @@ def write_meta(path: str | PathLike, datasets: Mapping[str, Mapping[str, object]
         unknown = sorted(set(entry) - set(META_KEYS))
         if unknown:
             raise ConfigError(f"{path}: dataset {name!r}: unknown key {unknown[0]!r}")
-    with output_file(path) as temporary:
-        temporary.write_text(json.dumps(dict(datasets), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    return path
+    return write_json_file(path, dict(datasets))
 
 
 def _meta_value(entry: dict, key: str, types, where: str, default=...):

@@ -9,7 +9,6 @@ target lengths; the packer uses it to plan packs before loading any pixels.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
@@ -18,7 +17,7 @@ from pathlib import Path
 from PIL import Image
 
 from v2pe.errors import DataError
-from v2pe.files import write_text_file
+from v2pe.files import write_json_file
 from v2pe.tokens import IGNORE_INDEX
 
 # Histogram bin edges in tokens: 1K steps at the short end, MM-NIAH-like steps up to 64K, then doubling.
@@ -176,7 +175,7 @@ def write_histogram(path: str | PathLike, lengths: Sequence[int], extra: Mapping
     """Write the histogram (plus `extra` fields) as JSON and return it; OutputError naming the
     file when it cannot be written."""
     histogram = {**(dict(extra) if extra else {}), **length_histogram(lengths, edges)}
-    write_text_file(path, json.dumps(histogram, indent=2) + "\n")
+    write_json_file(path, histogram)
     return histogram
 
 

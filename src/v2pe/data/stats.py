@@ -12,7 +12,6 @@ limit (`annotations.sample_byte_limit`) are `too_long` before they are tokenised
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -33,7 +32,7 @@ from v2pe.data.annotations import (
 )
 from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
 from v2pe.errors import DataError
-from v2pe.files import iter_json_lines, write_text_file
+from v2pe.files import iter_json_lines, write_json_file
 from v2pe.tokens import IMAGE_PLACEHOLDER
 
 MMNIAH_FIELDS = {"id": (str, int), "images_list": list, "context": str, "question": str, "answer": (str, int, list), "meta": dict}
@@ -224,4 +223,4 @@ def check_mmniah_record(record: dict, where: str) -> None:
 
 def write_stats(path: str | PathLike, stats: Stats) -> Path:
     """Write the statistics as JSON; OutputError naming the file when that fails."""
-    return write_text_file(path, json.dumps(stats.to_dict(), indent=2) + "\n")
+    return write_json_file(path, stats.to_dict())

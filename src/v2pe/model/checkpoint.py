@@ -6,7 +6,6 @@ file and, where it applies, the key.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import torch
 from safetensors import safe_open
 
 from v2pe.errors import CheckpointError
+from v2pe.files import read_json_object
 
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
@@ -25,12 +25,8 @@ TOKENIZER_FILES = (
 
 
 def read_json(path: Path) -> dict:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: file is missing")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise CheckpointError(f"{path}: not valid JSON ({error})") from error
+    """A JSON object file of a checkpoint folder; CheckpointError naming file:line otherwise."""
+    return read_json_object(path, "file", CheckpointError)
 
 
 def read_config(folder: str | Path) -> dict:

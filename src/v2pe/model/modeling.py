@@ -16,13 +16,13 @@ position ids exactly. What V2PE needs on top is small:
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 from transformers import InternVLForConditionalGeneration
 
-from v2pe.errors import PositionError
+from v2pe.errors import CheckpointError, PositionError
+from v2pe.files import read_json_object, write_json_file
 from v2pe.model import compat
 from v2pe.model.attention import packed_causal_mask, varlen_boundaries
 from v2pe.model.settings import V2PESettings
@@ -132,10 +132,10 @@ def mark_native_architecture(folder: Path) -> None:
     """Name the native class in config.json so that AutoModel loads the folder without v2pe, and
     drop remote-code pointers (`auto_map`) an official config may have carried in."""
     path = folder / "config.json"
-    config = json.loads(path.read_text())
+    config = read_json_object(path, "file", CheckpointError)
     config["architectures"] = [NATIVE_ARCHITECTURE]
     _drop_auto_map(config)
-    path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+    write_json_file(path, config, sort_keys=True)
 
 
 def _drop_auto_map(config: dict) -> None:

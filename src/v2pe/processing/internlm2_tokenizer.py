@@ -32,6 +32,7 @@ from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalize
 from transformers import PreTrainedTokenizerFast
 
 from v2pe.errors import CheckpointError
+from v2pe.files import read_json_object, write_json_file
 
 SPACE = "\u2581"  # SentencePiece's whitespace symbol
 MARKER_KEY = "v2pe_internlm2_sentencepiece"  # tokenizer_config.json key of a folder converted here
@@ -656,7 +657,7 @@ def _bytes_to_text(data: bytes | bytearray) -> str:
 
 def _finish_saved_folder(tokenizer, folder: Path) -> tuple[str, ...]:
     config_path = folder / "tokenizer_config.json"
-    config = json.loads(config_path.read_text(encoding="utf-8"))
+    config = _read_json(config_path)
     config.pop("auto_map", None)
     config["tokenizer_class"] = "PreTrainedTokenizerFast"
     jinja = folder / "chat_template.jinja"
@@ -665,7 +666,7 @@ def _finish_saved_folder(tokenizer, folder: Path) -> tuple[str, ...]:
         jinja.unlink()
     config["padding_side"] = tokenizer.padding_side
     config["model_input_names"] = list(tokenizer.model_input_names)
-    config_path.write_text(json.dumps(config, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_file(config_path, config, sort_keys=True)
 
     def state(token) -> dict:
         added = tokenizer.added_tokens_decoder.get(tokenizer.convert_tokens_to_ids(str(token)))
@@ -678,7 +679,7 @@ def _finish_saved_folder(tokenizer, folder: Path) -> tuple[str, ...]:
     if extra:
         special_map["additional_special_tokens"] = extra
     map_path = folder / "special_tokens_map.json"
-    map_path.write_text(json.dumps(special_map, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")
+    write_json_file(map_path, special_map, sort_keys=True)
     return (str(map_path),)
 
 
@@ -701,15 +702,7 @@ def save_converted_tokenizer(tokenizer, dst: str | PathLike) -> Path:
 
 
 def _read_json(path: Path) -> dict:
-    if not path.is_file():
-        return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
-    if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, "file", CheckpointError, optional=True)
 
 
 def _token_str(value) -> str | None:

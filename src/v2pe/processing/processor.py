@@ -29,7 +29,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from v2pe.errors import ConfigError, DataError
+from v2pe.errors import CheckpointError, ConfigError, DataError
+from v2pe.files import read_json_object
 from v2pe.positions import v2pe_position_ids
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
 from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
@@ -329,6 +330,4 @@ def _load_tokenizer(path: Path):
 
 def _read_json(path: Path) -> dict:
     """An optional JSON file of a checkpoint folder ({} when absent)."""
-    from v2pe.model.checkpoint import read_json
-
-    return read_json(path) if path.is_file() else {}
+    return read_json_object(path, "file", CheckpointError, optional=True)

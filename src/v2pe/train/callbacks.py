@@ -16,6 +16,7 @@ from transformers import TrainerCallback
 from transformers.integrations import TensorBoardCallback
 
 from v2pe.errors import V2PEError
+from v2pe.files import iter_json_lines
 from v2pe.train.checkpoint import describe_os_error
 
 LOG_FILE = "train_log.jsonl"
@@ -103,13 +104,7 @@ def _log_errors(path: Path, action: str):
 
 def _records(path: Path) -> list[dict]:
     """The records of a JSONL log; a line cut short by a kill mid-write is left out."""
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return records
+    return [record for _line, record in iter_json_lines(path, on_bad=lambda error: None, what="training log")]
 
 
 def _write_atomically(path: Path, text: str) -> None:

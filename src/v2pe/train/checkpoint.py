@@ -23,6 +23,7 @@ import zipfile
 from pathlib import Path
 
 from v2pe.errors import CheckpointError
+from v2pe.files import read_json_file, read_json_object
 
 STAGING = ".staging"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
@@ -115,8 +116,8 @@ def checkpoint_step(folder: str | os.PathLike) -> int:
     """The global step a checkpoint was saved at (its trainer state, else its folder name)."""
     folder = Path(folder)
     try:
-        return int(json.loads((folder / TRAINER_STATE).read_text())["global_step"])
-    except (OSError, ValueError, KeyError, TypeError):
+        return int(read_json_object(folder / TRAINER_STATE, "trainer state", CheckpointError)["global_step"])
+    except (CheckpointError, ValueError, KeyError, TypeError):
         match = _CHECKPOINT.match(folder.name)
         return int(match.group(1)) if match else 0
 
@@ -151,11 +152,12 @@ def _optimizer_damage(folder: Path, deepspeed: bool) -> str | None:
 def _json_damage(path: Path, required_key: str) -> str | None:
     if not path.is_file():
         return f"{path}: missing"
+    if path.stat().st_size == 0:
+        return f"{path}: empty file"
     try:
-        text = path.read_text()
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        return f"{path}: empty file" if path.stat().st_size == 0 else f"{path}: not valid JSON ({error})"
+        data = read_json_file(path, "file", CheckpointError)
+    except CheckpointError as error:
+        return str(error)
     if not isinstance(data, dict) or required_key not in data:
         return f"{path}: has no {required_key!r}"
     return None
@@ -166,7 +168,7 @@ def _weights_damage(folder: Path, required: bool) -> str | None:
         problem = _json_damage(folder / WEIGHTS_INDEX, "weight_map")
         if problem:
             return problem
-        shards = sorted(set(json.loads((folder / WEIGHTS_INDEX).read_text())["weight_map"].values()))
+        shards = sorted(set(read_json_object(folder / WEIGHTS_INDEX, "weights index", CheckpointError)["weight_map"].values()))
         return next(filter(None, (safetensors_damage(folder / shard) for shard in shards)), None)
     if (folder / WEIGHTS).is_file() or required:
         return safetensors_damage(folder / WEIGHTS)

@@ -8,13 +8,13 @@ seeded sampler fixes the data order and a resumed run skips exactly the batches 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from v2pe.data.dataset import SupervisedDataset, collate_samples
 from v2pe.data.packing import PackedDataset, collate_packed, loss_weights
+from v2pe.files import read_json_object, write_json_file
 from v2pe.tokens import IGNORE_INDEX
 from v2pe.train.config import TrainConfig
 
@@ -28,10 +28,10 @@ def synthetic_meta(folder: Path, options: dict) -> Path:
     options = {"n": 64, "seed": 0, **options}
     stamp = folder / "options.json"
     meta = folder / "meta.json"
-    if meta.is_file() and stamp.is_file() and json.loads(stamp.read_text()) == options:
+    if meta.is_file() and read_json_object(stamp, "synthetic data stamp", optional=True) == options:
         return meta
     write_synthetic(folder, **options)
-    stamp.write_text(json.dumps(options, sort_keys=True))
+    write_json_file(stamp, options, indent=None, sort_keys=True)
     return meta
 
 

@@ -9,11 +9,10 @@ DeepSpeed C++/CUDA op is compiled (FusedAdam / CPUAdam would be JIT-built on fir
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from v2pe.errors import ConfigError
+from v2pe.files import read_json_object
 
 
 def zero_config(stage: int) -> dict[str, Any]:
@@ -50,10 +49,7 @@ def deepspeed_config(zero_stage: int, config_file: str | None = None, on_cpu: bo
     (None for stage 0: no DeepSpeed). On CPU, communication overlap is turned off (it needs
     CUDA streams)."""
     if config_file is not None:
-        try:
-            config = json.loads(Path(config_file).read_text())
-        except (OSError, json.JSONDecodeError) as error:
-            raise ConfigError(f"parallel.deepspeed_config = {config_file}: cannot read it ({error})") from error
+        config = read_json_object(config_file, "parallel.deepspeed_config file", ConfigError)
     elif zero_stage == 0:
         return None
     else:

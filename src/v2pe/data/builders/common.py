@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import random
 from collections.abc import Callable, Iterator, Sequence
@@ -13,7 +12,7 @@ from pathlib import Path
 from v2pe.data.annotations import IMAGE_PLACEHOLDER, SampleError, SkipReport, is_inside, read_annotations, write_jsonl
 from v2pe.data.lengths import format_histogram, write_histogram
 from v2pe.errors import ConfigError, DataError
-from v2pe.files import output_file, read_json_file, write_text_file
+from v2pe.files import output_file, read_json_file, write_json_file
 
 DEFAULT_TOLERANCE = 0.05
 
@@ -177,4 +176,4 @@ def _update_meta(path: Path, name: str, length: int, outside_root: bool) -> None
     if outside_root:
         # The builder chose these paths (the source images, not copied): say so in the meta file.
         meta[name]["allow_outside_root"] = True
-    write_text_file(path, json.dumps(meta, indent=2, ensure_ascii=False) + "\n")
+    write_json_file(path, meta)
