@@ -31,7 +31,7 @@ import torch
 
 from v2pe.errors import ConfigError
 from v2pe.positions import choose_delta, parse_delta
-from v2pe.processing.processor import collate
+from v2pe.processing.collate import collate
 from v2pe.tokens import IMAGE_PLACEHOLDER
 
 Delta = float | str
@@ -122,7 +122,7 @@ class Chat:
     def prepare(self, conversations: Sequence[Sequence[dict]], images: Sequence[Sequence], max_new_tokens: int) -> dict:
         """Tokenize, tile, left-pad and choose delta: everything that can fail, before compute."""
         samples = [self.processor.encode(c, i) for c, i in zip(conversations, images, strict=True)]
-        batch = _left_pad(collate(samples, pad_token_id=self._pad_id()))
+        batch = collate(samples, pad_token_id=self._pad_id(), padding_side="left")  # generation appends on the right
         delta = self.resolve_delta(batch["input_ids"], batch["attention_mask"], max_new_tokens)
         self.last_delta = delta
         batch["position_ids"] = self.processor.position_ids(batch["input_ids"], batch["attention_mask"], delta)
@@ -267,14 +267,3 @@ def prefill_progress(model, total: int, enabled: bool = True):
     finally:
         hook.remove()
         bar.close()
-
-
-def _left_pad(batch: dict) -> dict:
-    """Move right padding to the left: generation appends after the last column."""
-    mask = batch["attention_mask"]
-    shifts = (mask.shape[1] - mask.sum(1)).tolist()
-    out = dict(batch)
-    for key in ("input_ids", "attention_mask", "labels"):
-        if key in batch:
-            out[key] = torch.stack([row.roll(shift) for row, shift in zip(batch[key], shifts)])
-    return out

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from tests.data.conftest import make_processor, write_lines, write_meta
-from v2pe.data.dataset import SupervisedDataset, collate_samples
+from v2pe.data.dataset import SupervisedDataset
 from v2pe.positions import DEFAULT_DELTA_CHOICES, v2pe_position_ids
+from v2pe.processing.collate import collate
 
 
 @pytest.fixture()
@@ -121,7 +122,7 @@ def test_skip_bad_substitutes_the_next_sample_and_counts(broken, processor):
     assert dataset.report.counts == {"missing_image": 1, "corrupt_image": 1}
     assert dataset.load(2) is None and dataset.report.counts["corrupt_image"] == 2
     assert "skipped 3 samples" in dataset.report.summary()
-    batch = collate_samples([dataset[0], dataset[1]])
+    batch = collate([dataset[0], dataset[1]])
     assert batch["skipped"] == {"missing_image": 1, "corrupt_image": 1} and batch["index"].tolist() == [0, 3]
 
 

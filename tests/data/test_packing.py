@@ -11,9 +11,18 @@ import torch
 from tests.data.conftest import write_lines, write_meta
 from v2pe.data.annotations import SampleError, SkipReport
 from v2pe.data.dataset import SupervisedDataset
-from v2pe.data.packing import PackedDataset, collate_packed, loss_weights, model_inputs, pack_samples, packed_loss, packing_efficiency, plan_packs
+from v2pe.data.packing import (
+    PackedDataset,
+    loss_weights,
+    model_inputs,
+    pack_samples,
+    packed_loss,
+    packing_efficiency,
+    plan_packs,
+)
 from v2pe.errors import ConfigError
 from v2pe.positions import v2pe_position_ids
+from v2pe.processing.collate import collate
 
 # ---- the plan -------------------------------------------------------------------------------
 
@@ -93,14 +102,14 @@ def test_packed_positions_with_a_fixed_delta(synthetic_dir, processor):
 
 def test_collate_packed_pads_rows(dataset):
     a, b = pack_samples([dataset[0], dataset[1]]), pack_samples([dataset[2]])
-    batch = collate_packed([a, b], pad_to=len(a["input_ids"]) + 3)
+    batch = collate([a, b], pad_to=len(a["input_ids"]) + 3)
     n = len(b["input_ids"])
     assert batch["input_ids"].shape == (2, len(a["input_ids"]) + 3)
     assert batch["labels"][1, n:].eq(-100).all() and batch["attention_mask"][1, n:].eq(0).all()
     assert batch["position_ids"][1, n:].eq(1.0).all() and batch["sequence_ids"][1, n:].eq(-1).all()
     assert batch["position_ids"].dtype == torch.float32
     with pytest.raises(Exception, match="more than pad_to"):
-        collate_packed([a], pad_to=3)
+        collate([a], pad_to=3)
 
 
 # ---- the model keeps packed samples apart -----------------------------------------------------
@@ -122,7 +131,7 @@ def _alone(model, sample):
 
 def test_packed_forward_equals_separate_forwards(model, dataset):
     samples = [dataset[i] for i in range(4)]
-    batch = collate_packed([pack_samples(samples)])
+    batch = collate([pack_samples(samples)])
     with torch.no_grad():
         packed = model(**model_inputs(batch)).logits[0]
         start = 0
@@ -135,7 +144,7 @@ def test_packed_forward_equals_separate_forwards(model, dataset):
 def test_padded_batch_of_packed_rows_equals_separate_forwards(model, dataset):
     rows = [pack_samples([dataset[0], dataset[1]]), pack_samples([dataset[2]])]
     with torch.no_grad():
-        logits = model(**model_inputs(collate_packed(rows))).logits
+        logits = model(**model_inputs(collate(rows))).logits
         n = len(dataset[2]["input_ids"])
         torch.testing.assert_close(logits[1, :n], _alone(model, dataset[2]), atol=2e-5, rtol=1e-4)
         assert torch.isfinite(logits).all()
@@ -143,7 +152,7 @@ def test_padded_batch_of_packed_rows_equals_separate_forwards(model, dataset):
 
 def test_no_gradient_crosses_samples(model, dataset):
     samples = [dataset[i] for i in range(3)]
-    batch = collate_packed([pack_samples(samples)])
+    batch = collate([pack_samples(samples)])
     captured = {}
 
     def keep_embeddings(module, args, kwargs):

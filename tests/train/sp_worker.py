@@ -27,9 +27,9 @@ import torch.distributed as dist
 
 
 def packed_batch():
-    from v2pe.data.packing import collate_packed, pack_samples
+    from v2pe.data.packing import pack_samples
     from v2pe.data.synthetic import synthetic_sample
-    from v2pe.processing import Processor, byte_tokenizer
+    from v2pe.processing import Processor, byte_tokenizer, collate
     from v2pe.train.data import finish_batch
 
     processor = Processor(byte_tokenizer(), tokens_per_tile=4, tile_size=56, max_tiles=4)
@@ -38,7 +38,7 @@ def packed_batch():
     for index in range(3):
         image, record = synthetic_sample(index, questions=2)
         samples.append(processor.process_sample(record["conversations"], [image], delta="random", generator=generator))
-    batch = finish_batch(collate_packed([pack_samples(samples)], pad_token_id=processor.pad_token_id), "square")
+    batch = finish_batch(collate([pack_samples(samples)], pad_token_id=processor.pad_token_id), "square")
     batch.pop("skipped")
     return batch, processor.pad_token_id
 

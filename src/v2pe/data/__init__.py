@@ -15,13 +15,12 @@ from v2pe.data.annotations import (
     write_meta,
 )
 from v2pe.data.builders import NEEDLE_TASKS, build_long_vqa, build_needle, load_source, mmniah_prompt, mmniah_to_conversation
-from v2pe.data.dataset import SupervisedDataset, collate_samples, sample_generator
+from v2pe.data.dataset import SupervisedDataset, sample_generator
 from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
 from v2pe.data.packing import (
     LOSS_REDUCTIONS,
     PackedDataset,
     PackPlan,
-    collate_packed,
     loss_weights,
     model_inputs,
     pack_samples,
@@ -46,8 +45,6 @@ __all__ = [
     "SupervisedDataset",
     "build_long_vqa",
     "build_needle",
-    "collate_packed",
-    "collate_samples",
     "collect_stats",
     "format_histogram",
     "length_histogram",

@@ -303,26 +303,3 @@ class SupervisedDataset(torch.utils.data.Dataset):
 
             indices = tqdm(indices, desc="measuring samples", unit="sample")
         return [self.measure(i) for i in indices]
-
-
-def collate_samples(samples: Sequence[dict | None], pad_token_id: int = 0) -> dict:
-    """`v2pe.processing.collate` for dataset items (None items dropped), plus `image_deltas`,
-    `skipped` (reason -> count over the batch) and `index`."""
-    from v2pe.processing.processor import collate
-
-    kept = [s for s in samples if s is not None]
-    if not kept:
-        raise DataError("every sample of the batch was skipped")
-    batch = collate(kept, pad_token_id=pad_token_id)
-    batch["image_deltas"] = torch.cat([s["image_deltas"] for s in kept])
-    batch["index"] = torch.tensor([s["index"] for s in kept])
-    batch["skipped"] = _count_reasons(s.get("skipped", ()) for s in kept)
-    return batch
-
-
-def _count_reasons(groups) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for group in groups:
-        for reason in group:
-            counts[reason] = counts.get(reason, 0) + 1
-    return counts

@@ -9,8 +9,8 @@
   sample's own positions, restarting at 0), `sequence_ids` (0, 0, ..., 1, 1, ...), pixel values
   and tiles in sample order. The positions equal `v2pe_position_ids` on the packed row with
   `sequence_ids` and the samples' deltas (tested).
-* `collate_packed(rows)`: rows to a batch [B, L] (padding: labels -100, attention 0,
-  positions 1, sequence id -1). The model keeps samples apart when given `sequence_ids`.
+* rows are batched by `v2pe.processing.collate.collate` (padding: labels -100, attention 0,
+  sequence id -1). The model keeps samples apart when given `sequence_ids`.
 * `PackedDataset`: a map-style Dataset of packs over a `SupervisedDataset`, planned from
   exact lengths measured without pixel work, so pack p is the same in every run and worker.
 * `packed_loss(logits, labels, sequence_ids, reduction)`: the official loss weighting of packed
@@ -151,40 +151,6 @@ def pack_samples(samples: Sequence[dict]) -> dict:
         row["index"] = torch.tensor([s["index"] for s in samples])
     row["skipped"] = [reason for s in samples for reason in s.get("skipped", ())]
     return row
-
-
-def collate_packed(rows: Sequence[dict], pad_token_id: int = 0, pad_to: int | None = None) -> dict:
-    """Packed rows to a batch [B, L], right-padded (to `pad_to` when given).
-
-    Padding: input_ids `pad_token_id`, labels -100, attention_mask 0, position_ids 1.0 (the
-    official padding position), sequence_ids -1. Pixel values and tiles are concatenated in
-    row order; `skipped` becomes reason -> count over the batch.
-    """
-    if not rows:
-        raise DataError("cannot collate an empty list of packed rows")
-    length = max(len(r["input_ids"]) for r in rows)
-    if pad_to is not None:
-        if pad_to < length:
-            raise DataError(f"a packed row has {length} tokens, more than pad_to={pad_to}")
-        length = pad_to
-    pads = {"input_ids": pad_token_id, "labels": IGNORE_INDEX, "attention_mask": 0, "position_ids": 1.0, "sequence_ids": -1}
-    batch = {}
-    for key, value in pads.items():
-        out = torch.full((len(rows), length), value, dtype=rows[0][key].dtype)
-        for b, row in enumerate(rows):
-            out[b, : len(row[key])] = row[key]
-        batch[key] = out
-    batch["pixel_values"] = _cat([r["pixel_values"] for r in rows])
-    batch["num_tiles"] = torch.cat([r["num_tiles"] for r in rows])
-    for key in ("sample_lengths", "image_deltas", "index"):
-        if all(key in r for r in rows):
-            batch[key] = torch.cat([r[key] for r in rows])
-    counts: dict[str, int] = {}
-    for row in rows:
-        for reason in row.get("skipped", ()):
-            counts[reason] = counts.get(reason, 0) + 1
-    batch["skipped"] = counts
-    return batch
 
 
 def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:

@@ -15,8 +15,8 @@ Per sample (reference-spec 4.4, 3.6):
   a token is labelled when its first character lies inside an answer;
 * a sample longer than `max_length` is a DataError: nothing is truncated.
 
-`collate` right-pads samples into a batch (labels -100, attention_mask 0, positions 1, the
-official padding position); pixel values of all images are concatenated in sample order.
+Batches are made by `v2pe.processing.collate.collate` (right padding; pixel values of all
+images concatenated in sample order).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from PIL import Image
 from v2pe.errors import CheckpointError, ConfigError, DataError
 from v2pe.files import read_json_object
 from v2pe.positions import v2pe_position_ids
+from v2pe.processing.collate import collate
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
 from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
 from v2pe.tokens import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMG_CONTEXT, IMG_END, IMG_START
@@ -268,25 +269,6 @@ def expand_image_placeholders(segments: Sequence[Segment], image_texts: Sequence
         pieces.append(text)
         length += len(text)
     return "".join(pieces), spans
-
-
-def collate(samples: Sequence[Mapping[str, torch.Tensor]], pad_token_id: int = 0) -> dict[str, torch.Tensor]:
-    """Right-pad samples into a batch; pixel_values and num_tiles are concatenated in order."""
-    if not samples:
-        raise DataError("cannot collate an empty list of samples")
-    length = max(len(s["input_ids"]) for s in samples)
-    pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "labels": IGNORE_INDEX, "position_ids": 1.0}
-    batch = {key: _pad_stack([s[key] for s in samples], length, value) for key, value in pad_values.items() if key in samples[0]}
-    batch["pixel_values"] = torch.cat([s["pixel_values"] for s in samples])
-    batch["num_tiles"] = torch.cat([s["num_tiles"] for s in samples])
-    return batch
-
-
-def _pad_stack(rows: Sequence[torch.Tensor], length: int, value: float) -> torch.Tensor:
-    out = torch.full((len(rows), length), value, dtype=rows[0].dtype)
-    for index, row in enumerate(rows):
-        out[index, : len(row)] = row
-    return out
 
 
 def _as_conversation(conversation: Conversation | str) -> Conversation:

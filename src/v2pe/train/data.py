@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
-from v2pe.data.dataset import SupervisedDataset, collate_samples
-from v2pe.data.packing import PackedDataset, collate_packed, loss_weights
+from v2pe.data.dataset import SupervisedDataset
+from v2pe.data.packing import PackedDataset, loss_weights
 from v2pe.files import read_json_object, write_json_file
+from v2pe.processing.collate import collate
 from v2pe.tokens import IGNORE_INDEX
 from v2pe.train.config import TrainConfig
 
@@ -70,17 +71,12 @@ class TrainCollator:
     like the tokens. A prediction across a packed-sample boundary is never scored.
     """
 
-    def __init__(self, pad_token_id: int, loss_reduction: str = "token", packed: bool = True):
+    def __init__(self, pad_token_id: int, loss_reduction: str = "token"):
         self.pad_token_id = pad_token_id
         self.loss_reduction = loss_reduction
-        self.packed = packed
 
     def __call__(self, items: list[dict]) -> dict:
-        if self.packed:
-            batch = collate_packed(items, pad_token_id=self.pad_token_id)
-        else:
-            batch = collate_samples(items, pad_token_id=self.pad_token_id)
-        return finish_batch(batch, self.loss_reduction)
+        return finish_batch(collate(items, pad_token_id=self.pad_token_id), self.loss_reduction)
 
 
 def finish_batch(batch: dict, loss_reduction: str) -> dict:

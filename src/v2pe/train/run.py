@@ -260,7 +260,7 @@ def train(
         apply_sequence_parallel(model, sequence_parallel)
     processor = build_processor(config, model)
     dataset = build_dataset(config, processor, args)
-    collator = TrainCollator(processor.pad_token_id, config.data.loss_reduction, packed=config.data.packing)
+    collator = TrainCollator(processor.pad_token_id, config.data.loss_reduction)
     trainer = V2PETrainer(
         model=model,
         args=args,
