@@ -13,16 +13,15 @@ from v2pe.data.annotations import SampleError, SkipReport
 from v2pe.data.dataset import SupervisedDataset
 from v2pe.data.packing import (
     PackedDataset,
-    loss_weights,
     model_inputs,
     pack_samples,
-    packed_loss,
     packing_efficiency,
     plan_packs,
 )
 from v2pe.errors import ConfigError
 from v2pe.positions import v2pe_position_ids
 from v2pe.processing.collate import collate
+from v2pe.train.loss import loss_weights, packed_loss
 
 # ---- the plan -------------------------------------------------------------------------------
 

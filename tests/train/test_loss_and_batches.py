@@ -8,9 +8,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from v2pe.data.packing import packed_loss
 from v2pe.train.data import finish_batch
-from v2pe.train.loss import weighted_cross_entropy
+from v2pe.train.loss import packed_loss, weighted_cross_entropy
 
 
 def two_sample_row():

@@ -1,5 +1,5 @@
 """The data layer: the official meta-JSON + JSONL format, a Dataset with V2PE positions,
-packing with the official loss weighting, a synthetic VQA source and long-context builders
+packing, a synthetic VQA source and long-context builders
 (Long-VQA, MM-NIAH-style needles)."""
 
 from v2pe.data.annotations import (
@@ -18,13 +18,10 @@ from v2pe.data.builders import NEEDLE_TASKS, build_long_vqa, build_needle, load_
 from v2pe.data.dataset import SupervisedDataset, sample_generator
 from v2pe.data.lengths import LengthMeter, format_histogram, length_histogram
 from v2pe.data.packing import (
-    LOSS_REDUCTIONS,
     PackedDataset,
     PackPlan,
-    loss_weights,
     model_inputs,
     pack_samples,
-    packed_loss,
     packing_efficiency,
     plan_packs,
 )
@@ -32,7 +29,6 @@ from v2pe.data.stats import collect_stats
 from v2pe.data.synthetic import write_synthetic
 
 __all__ = [
-    "LOSS_REDUCTIONS",
     "META_KEYS",
     "NEEDLE_TASKS",
     "DatasetSpec",
@@ -50,12 +46,10 @@ __all__ = [
     "length_histogram",
     "load_meta",
     "load_source",
-    "loss_weights",
     "mmniah_prompt",
     "mmniah_to_conversation",
     "model_inputs",
     "pack_samples",
-    "packed_loss",
     "packing_efficiency",
     "plan_packs",
     "read_annotations",

@@ -13,9 +13,8 @@
   sequence id -1). The model keeps samples apart when given `sequence_ids`.
 * `PackedDataset`: a map-style Dataset of packs over a `SupervisedDataset`, planned from
   exact lengths measured without pixel work, so pack p is the same in every run and worker.
-* `packed_loss(logits, labels, sequence_ids, reduction)`: the official loss weighting of packed
-  batches: each label token of a sub-sample with x label tokens weighs 1 ("token"),
-  1/x ("sample") or 1/sqrt(x) ("square"); loss = sum(w * CE) / sum(w).
+* the loss of packed batches (each sub-sample weighted on its own, no prediction across a
+  sample boundary) is `v2pe.train.loss`.
 """
 
 from __future__ import annotations
@@ -24,14 +23,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from v2pe.data.annotations import OVER_BUDGET, SampleError, SkipReport
 from v2pe.errors import ConfigError, DataError
-from v2pe.tokens import IGNORE_INDEX
-
-LOSS_REDUCTIONS = ("token", "sample", "square")
-
 
 # --------------------------------------------------------------------------------------------
 # planning
@@ -162,7 +156,7 @@ MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids", "sequence_ids
 
 
 def model_inputs(batch: dict) -> dict:
-    """The keys of a packed batch that the model's forward takes."""
+    """The keys of a (packed) batch that the model's forward takes."""
     return {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}
 
 
@@ -224,52 +218,3 @@ class PackedDataset(torch.utils.data.Dataset):
                 row["skipped"] = skipped + row["skipped"]
                 return row
         raise DataError("every sample of every pack was skipped")
-
-
-# --------------------------------------------------------------------------------------------
-# loss weighting
-
-
-def loss_weights(labels: torch.Tensor, sequence_ids: torch.Tensor | None, reduction: str = "token") -> torch.Tensor:
-    """Per-token weights [B, L] aligned with `labels`: 0 where label is -100, else 1, 1/x or
-    1/sqrt(x) with x = the label tokens of the token's sub-sample (its row when no sequence_ids)."""
-    if reduction not in LOSS_REDUCTIONS:
-        raise ConfigError(f"loss_reduction must be one of {LOSS_REDUCTIONS}, got {reduction!r}")
-    labels = labels if labels.dim() == 2 else labels.unsqueeze(0)
-    active = labels != IGNORE_INDEX
-    if reduction == "token":
-        return active.to(torch.float32)
-    if sequence_ids is None:
-        sequence_ids = torch.zeros_like(labels)
-    sequence_ids = sequence_ids if sequence_ids.dim() == 2 else sequence_ids.unsqueeze(0)
-    # Sub-sample key per token, unique across rows: row * (max id + 2) + (id + 1) (id -1 = padding).
-    span = int(sequence_ids.max()) + 2 if sequence_ids.numel() else 1
-    keys = (torch.arange(labels.shape[0], device=labels.device)[:, None] * span + sequence_ids + 1).flatten()
-    counts = torch.zeros(labels.shape[0] * span, dtype=torch.float32, device=labels.device)
-    counts.index_add_(0, keys, active.flatten().to(torch.float32))
-    x = counts[keys].view_as(labels).clamp(min=1)
-    weight = 1.0 / x if reduction == "sample" else x.rsqrt()
-    return torch.where(active, weight, torch.zeros_like(weight))
-
-
-def packed_loss(
-    logits: torch.Tensor,
-    labels: torch.Tensor,
-    sequence_ids: torch.Tensor | None = None,
-    reduction: str = "token",
-) -> torch.Tensor:
-    """Causal-LM loss of a (packed) batch with the official weighting: sum(w * CE) / sum(w).
-
-    Token t's logits predict label t+1 (the usual shift); a prediction across a sample
-    boundary is never counted. `logits` [B, L, V], `labels` [B, L], `sequence_ids` [B, L].
-    """
-    weights = loss_weights(labels, sequence_ids, reduction)[:, 1:]
-    target = labels[:, 1:]
-    if sequence_ids is not None:
-        same = sequence_ids[:, 1:] == sequence_ids[:, :-1]
-        weights = torch.where(same, weights, torch.zeros_like(weights))
-    ce = F.cross_entropy(logits[:, :-1].flatten(0, 1).float(), target.flatten().clamp(min=0), reduction="none").view_as(target)
-    total = weights.sum()
-    if total == 0:
-        return (ce * 0).sum()
-    return (ce * weights).sum() / total

@@ -13,13 +13,11 @@ from pathlib import Path
 import torch
 
 from v2pe.data.dataset import SupervisedDataset
-from v2pe.data.packing import PackedDataset, loss_weights
+from v2pe.data.packing import PackedDataset, model_inputs
 from v2pe.files import read_json_object, write_json_file
 from v2pe.processing.collate import collate
-from v2pe.tokens import IGNORE_INDEX
 from v2pe.train.config import TrainConfig
-
-MODEL_KEYS = ("input_ids", "attention_mask", "position_ids", "sequence_ids", "pixel_values")
+from v2pe.train.loss import shift_targets
 
 
 def synthetic_meta(folder: Path, options: dict) -> Path:
@@ -81,17 +79,8 @@ class TrainCollator:
 
 def finish_batch(batch: dict, loss_reduction: str) -> dict:
     """Model inputs + shifted targets and weights (+ `skipped` counts for reporting)."""
-    labels = batch["labels"]
-    sequence_ids = batch.get("sequence_ids")
-    weights = loss_weights(labels, sequence_ids, loss_reduction)
-    shift_labels = torch.nn.functional.pad(labels[:, 1:], (0, 1), value=IGNORE_INDEX)
-    shift_weights = torch.nn.functional.pad(weights[:, 1:], (0, 1), value=0.0)
-    if sequence_ids is not None:
-        same = torch.nn.functional.pad(sequence_ids[:, 1:] == sequence_ids[:, :-1], (0, 1), value=False)
-        shift_weights = torch.where(same, shift_weights, torch.zeros_like(shift_weights))
-    out = {key: batch[key] for key in MODEL_KEYS if key in batch}
+    out = model_inputs(batch)
     out["position_ids"] = out["position_ids"].to(torch.float32)
-    out["shift_labels"] = shift_labels
-    out["shift_weights"] = shift_weights.to(torch.float32)
+    out["shift_labels"], out["shift_weights"] = shift_targets(batch["labels"], batch.get("sequence_ids"), loss_reduction)
     out["skipped"] = batch.get("skipped", {})
     return out
