@@ -93,3 +93,16 @@ def test_batch_file_problems_are_one_line(checkpoint, tmp_path, capsys, content,
     assert main(["chat", "--model", str(folder), "--image", str(image), "--batch", str(batch)]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_chat_from_pretrained_is_the_one_loader(checkpoint, monkeypatch):
+    from v2pe.errors import PositionError
+    from v2pe.inference import Chat
+
+    folder, image = checkpoint
+    chat = Chat.from_pretrained(folder, delta="1/4", window="4096", max_tiles=2, max_new_tokens=3, dtype="float32")
+    assert (chat.delta, chat.window, chat.processor.max_tiles, chat.max_new_tokens) == (0.25, 4096, 2, 3)
+    assert isinstance(chat.ask("hi", images=[image], history=[]), str)
+    monkeypatch.setattr("v2pe.model.load_model", lambda *a, **k: pytest.fail("nothing may load for a bad delta"))
+    with pytest.raises(PositionError, match="delta must be 'model', 'auto' or a number"):
+        Chat.from_pretrained(folder, delta="half")

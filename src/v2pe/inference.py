@@ -1,6 +1,6 @@
 """Chat with a V2PE model: multi-image prompts, automatic delta, streaming, batches, history.
 
-    chat = Chat(model, processor)                       # the checkpoint's delta; delta="auto" to fit the window
+    chat = Chat.from_pretrained("path/to/checkpoint")   # the checkpoint's delta; delta="auto" to fit the window
     answer = chat.ask("What differs between the images?", images=["a.png", "b.png"])
     for piece in chat.stream("And the third?", images=[...], history=chat.history): print(piece, end="")
 
@@ -69,6 +69,29 @@ class Chat:
 
     def __post_init__(self) -> None:
         self.delta = parse_delta(self.delta, "Chat.delta")  # 'model', 'auto' or a number in (0, 1]
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path,
+        delta: Delta = "model",
+        window: int | None = None,
+        dtype="auto",
+        device="cpu",
+        max_tiles: int | None = None,
+        **chat_options,
+    ) -> Chat:
+        """The one loader of a Chat for a checkpoint folder (official `internvl_chat` or native
+        `internvl`): `Processor.from_pretrained(path)` (its tile limit set to `max_tiles` when
+        given) and `load_model(path, dtype, device)`. `delta` is checked before anything loads;
+        `chat_options` are the other Chat fields (max_new_tokens, prefill_chunk_size, cache, ...)."""
+        from v2pe.model import load_model
+        from v2pe.processing import Processor
+
+        delta = parse_delta(delta, "delta")
+        processor = Processor.from_pretrained(path, **({"max_tiles": int(max_tiles)} if max_tiles is not None else {}))
+        model = load_model(path, dtype=dtype, device=device)
+        return cls(model, processor, delta=delta, window=None if window is None else int(window), **chat_options)
 
     def ask(self, question: str, images: Sequence = (), history: Sequence[dict] | None = None, **generate_kwargs) -> str:
         """One answer; the exchange is appended to `self.history` (pass history=[] to start fresh)."""

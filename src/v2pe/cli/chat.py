@@ -69,18 +69,14 @@ def _read_question() -> str:
 
 def build_chat(args):
     from v2pe.inference import Chat
-    from v2pe.model import load_model
     from v2pe.positions import parse_delta
-    from v2pe.processing import Processor
 
-    delta = parse_delta(args.delta)
+    delta = parse_delta(args.delta)  # with the flag's name in the error
     cache = _cache_settings(args.cache)
-    overrides = {"max_tiles": args.max_tiles} if args.max_tiles else {}
-    processor = Processor.from_pretrained(args.model, **overrides)
-    model = load_model(args.model, dtype=args.dtype, device=args.device)
-    return Chat(model, processor, delta=delta, window=args.window, max_new_tokens=args.max_new_tokens,
-                prefill_chunk_size=args.prefill_chunk_size, vision_batch_size=args.vision_batch_size,
-                chunked_prefill_above=None if args.chunked_prefill_above < 0 else args.chunked_prefill_above, **cache)
+    return Chat.from_pretrained(args.model, delta=delta, window=args.window, dtype=args.dtype, device=args.device,
+                                max_tiles=args.max_tiles or None, max_new_tokens=args.max_new_tokens,
+                                prefill_chunk_size=args.prefill_chunk_size, vision_batch_size=args.vision_batch_size,
+                                chunked_prefill_above=None if args.chunked_prefill_above < 0 else args.chunked_prefill_above, **cache)
 
 
 def _run_batch(chat, args) -> int:

@@ -85,7 +85,9 @@ class V2PELMMs(lmms):
         if chat is None:
             if pretrained is None:
                 raise ValueError("V2PELMMs needs pretrained=PATH (a checkpoint folder) or chat=Chat(...)")
-            chat = _load_chat(pretrained, delta, window, max_tiles, dtype, device)
+            from v2pe.inference import Chat
+
+            chat = Chat.from_pretrained(pretrained, delta=delta, window=window, dtype=dtype, device=device, max_tiles=max_tiles)
         elif max_tiles is not None:
             from v2pe.eval.runners.base import chat_for_tiles
 
@@ -215,14 +217,3 @@ def _cut(text: str, until: Sequence[str]) -> str:
         if stop:
             text = text.split(stop)[0]
     return text
-
-
-def _load_chat(pretrained: str, delta, window, max_tiles, dtype: str, device: str):
-    from v2pe.inference import Chat
-    from v2pe.model import load_model
-    from v2pe.processing import Processor
-
-    overrides = {"max_tiles": int(max_tiles)} if max_tiles is not None else {}
-    processor = Processor.from_pretrained(pretrained, **overrides)
-    return Chat(load_model(pretrained, dtype=dtype, device=device), processor, delta=delta,
-                window=int(window) if window is not None else None)
