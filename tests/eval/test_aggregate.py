@@ -5,23 +5,14 @@ from __future__ import annotations
 import pytest
 
 from v2pe.errors import DataError
-from v2pe.eval.scorers.aggregate import (
-    MILEBENCH_GROUPS,
-    milebench_dataset_scores,
-    milebench_metric,
-    milebench_summary,
-    mmniah_depth_bin,
-    mmniah_length_bin,
-    mmniah_overall,
-    mmniah_task_scores,
-)
+from v2pe.eval.benchmarks import milebench, mmniah
 
 
 @pytest.mark.parametrize(("length", "expected"), [
     (999, 0), (1000, 1), (1999, 1), (2000, 2), (63999, 10), (64000, 11), (1_000_000, 11),
 ])
 def test_mmniah_length_bins_follow_np_digitize(length, expected):
-    assert mmniah_length_bin(length) == expected
+    assert mmniah.length_bin(length) == expected
 
 
 @pytest.mark.parametrize(("depth", "expected"), [
@@ -30,12 +21,12 @@ def test_mmniah_length_bins_follow_np_digitize(length, expected):
     (0.8, 4), (1.0, 4), ([0.2, 0.4], 1),
 ])
 def test_mmniah_depth_bins(depth, expected):
-    assert mmniah_depth_bin(depth) == expected
+    assert mmniah.depth_bin(depth) == expected
 
 
 def test_mmniah_depth_outside_unit_interval_is_a_data_error():
     with pytest.raises(DataError):
-        mmniah_depth_bin(1.2)
+        mmniah.depth_bin(1.2)
 
 
 def test_mmniah_task_table_hand_worked():
@@ -48,7 +39,7 @@ def test_mmniah_task_table_hand_worked():
         {"context_length": 2000, "placed_depth": 0.6, "score": 1},  # bin 2, depth 2
         {"context_length": 70000, "placed_depth": 0.0, "score": 0.5},  # last bin, depth 0
     ]
-    table = mmniah_task_scores(samples)
+    table = mmniah.task_scores(samples)
     assert table.cells[0] == [0.5, 1.0, 0.0, 0.0, 0.0]
     assert table.cells[1] == [0.0, 0.0, 1.0, 0.0, 1.0]
     # Mean over the 5 depth cells, empty cells counting as 0.
@@ -60,22 +51,22 @@ def test_mmniah_task_table_hand_worked():
 
 def test_mmniah_overall_needs_six_tasks():
     six = {f"task{i}": [i / 10, 1.0] for i in range(6)}
-    assert mmniah_overall(six) == pytest.approx([0.25, 1.0])
+    assert mmniah.overall(six) == pytest.approx([0.25, 1.0])
     five = dict(list(six.items())[:5])
-    assert mmniah_overall(five) is None
+    assert mmniah.overall(five) is None
 
 
 def test_milebench_groups_cover_29_datasets():
-    sizes = {group: len(datasets) for group, datasets in MILEBENCH_GROUPS.items()}
+    sizes = {group: len(datasets) for group, datasets in milebench.GROUPS.items()}
     assert sizes == {"T": 13, "S": 13, "NI": 2, "IR": 1}
 
 
 def test_milebench_summary_means_and_avg():
-    scores = {d: 0.5 for d in MILEBENCH_GROUPS["T"]}
+    scores = {d: 0.5 for d in milebench.GROUPS["T"]}
     scores["StateChange"] = 1.0
-    scores.update({d: 0.2 for d in MILEBENCH_GROUPS["S"]})
+    scores.update({d: 0.2 for d in milebench.GROUPS["S"]})
     scores.update({"TextNeedleInAHaystack": 1.0, "ImageNeedleInAHaystack": 0.0, "GPR1200": 0.3})
-    summary = milebench_summary(scores)
+    summary = milebench.summary(scores)
     t = 100 * (12 * 0.5 + 1.0) / 13
     assert summary["T"] == pytest.approx(t)
     assert summary["S"] == pytest.approx(20.0)
@@ -86,7 +77,7 @@ def test_milebench_summary_means_and_avg():
 
 
 def test_milebench_summary_reports_missing_datasets():
-    summary = milebench_summary({"GPR1200": 1.0})
+    summary = milebench.summary({"GPR1200": 1.0})
     assert summary["T"] is None and summary["Avg"] is None
     assert len(summary["missing"]) == 28
 
@@ -97,7 +88,7 @@ def test_milebench_dataset_scores_by_image_quantity_level():
         {"score": 0, "image_quantity_level": "Few"},
         {"score": 1, "num_images": 40},  # V2PE: level from the image count -> Many
     ]
-    result = milebench_dataset_scores(samples)
+    result = milebench.dataset_scores(samples)
     assert result["score"] == pytest.approx(2 / 3)
     assert result["image_quantity_level"] == {"Few": 0.5, "Medium": 0, "Many": 1.0}
 
@@ -109,4 +100,4 @@ def test_milebench_dataset_scores_by_image_quantity_level():
     ("ActionSequence", "multi-choice", "multichoice"),
 ])
 def test_milebench_metric_routing(dataset, question_type, expected):
-    assert milebench_metric(dataset, question_type) == expected
+    assert milebench.metric_of(dataset, question_type) == expected

@@ -1,8 +1,9 @@
 """`v2pe eval`: benchmark evaluation commands.
 
 * `v2pe eval score FILE.jsonl`: score predictions line by line with the official rules;
-* `v2pe eval mm-niah|milebench|long-vqa|vqa --model PATH --data DIR --out DIR [--delta auto|FLOAT]
-  [--limit N] [--tasks ...]`: run a benchmark (resumable: rerun the same command to continue);
+* `v2pe eval BENCH --model PATH --data DIR --out DIR [--delta auto|FLOAT] [--limit N] [--tasks ...]`:
+  run a benchmark of `v2pe.eval.benchmarks.BENCHMARKS` (resumable: rerun the same command to
+  continue; `--dry-run` writes what it would ask without loading weights);
 * `v2pe eval report RUN_DIR [RUN_DIR ...] --out DIR`: Markdown tables, plots and a side-by-side
   summary of runs.
 """
@@ -13,11 +14,13 @@ from pathlib import Path
 
 
 def register(subparsers) -> None:
+    from v2pe.eval.benchmarks import BENCHMARKS
+
     parser = subparsers.add_parser(
         "eval",
         help="evaluate model outputs with the official benchmark scoring rules",
         description="Evaluation commands. 'score' scores a JSONL file of predictions line by line; "
-        "'mm-niah', 'milebench', 'long-vqa' and 'vqa' run a benchmark; 'report' summarizes runs.",
+        f"{', '.join(repr(name) for name in BENCHMARKS)} run a benchmark; 'report' summarizes runs.",
     )
     commands = parser.add_subparsers(dest="eval_command", metavar="COMMAND")
     commands.required = True
@@ -57,31 +60,11 @@ def run_score(args) -> int:
     return 0
 
 
-RUNNER_HELP = {
-    "mm-niah": ("run MM-NIAH (DATA/<split>/annotations/<task>.jsonl, images in DATA/<split>/images)",
-                "tasks such as retrieval-text (every split) or retrieval-text-val"),
-    "milebench": ("run MileBench (DATA/<Task>/<Task>.json, images in DATA/<Task>/images)", "datasets such as ALFRED"),
-    "long-vqa": ("run Long-VQA (val_long_vqa_<task>_<lo>_<hi>.jsonl files under DATA)",
-                 "tasks such as chartqa (every group) or chartqa_16_32"),
-    "vqa": ("run general VQA sets (InternVL data/ layout, e.g. DATA/textvqa/textvqa_val.jsonl)",
-            "datasets such as textvqa_val docvqa_val chartqa_test_human"),
-    "mvbench": ("run MVBench (DATA/json/<task>.json, videos under DATA/video/; needs the video extra)",
-                "tasks such as action_sequence episodic_reasoning"),
-    "videomme": ("run Video-MME (DATA/videomme/*.parquet or one DATA/*.json, videos in DATA/data; needs the video extra)",
-                 "durations short medium long"),
-    "scienceqa": ("run ScienceQA (DATA/scienceqa_test_img.jsonl, InternVL data/scienceqa layout)", "the task sqa_test"),
-    "pope": ("run POPE (DATA/llava_pope_test.jsonl, labels in DATA/coco/coco_pope_<category>.json, images in DATA/val2014)",
-             "categories such as adversarial popular random"),
-    "mmbench": ("run MMBench / CCBench (the released TSV files in DATA, e.g. DATA/mmbench_dev_20230712.tsv)",
-                "datasets such as mmbench_dev_20230712 mmbench_test_en_20231003"),
-    "mmmu": ("run MMMU validation (a local MMMU/MMMU copy: DATA/<Subject>/validation-*.parquet; needs pyarrow)",
-             "subjects such as Art Physics"),
-    "seed": ("run SEED-Bench image (DATA/seed.jsonl, images relative to DATA)", "the task SEEDv1"),
-}
-
-
 def register_runners(commands) -> None:
-    for name, (help_text, tasks_help) in RUNNER_HELP.items():
+    from v2pe.eval.benchmarks import BENCHMARKS
+
+    for name, benchmark in BENCHMARKS.items():
+        help_text, tasks_help = benchmark.help, benchmark.tasks_help
         runner = commands.add_parser(
             name,
             help=help_text,
@@ -104,21 +87,8 @@ def register_runners(commands) -> None:
         runner.add_argument("--limit", type=int, default=None, help="only the first N samples of each task file")
         runner.add_argument("--tasks", nargs="+", default=None, metavar="TASK", help=f"{tasks_help} (default: all found)")
         runner.add_argument("--max-tiles", type=int, default=None, help="override the official tiles-per-image limit")
-        if name in ("long-vqa", "vqa", "scienceqa", "pope", "seed"):
-            runner.add_argument("--image-root", type=Path, default=None, help="folder that relative image paths start from")
-        if name == "milebench":
-            runner.add_argument("--max-context-len", type=int, default=None, help="left-truncation budget in tokens (default 512000)")
-            runner.add_argument("--n-tokens-per-image", type=int, default=None,
-                                help="tokens an image counts for truncation (default: the model's tokens per tile)")
-        if name == "mmmu":
-            runner.add_argument("--mmmu-parse", default=None, choices=["official", "mmmu"],
-                                help="multiple-choice answer parsing: official (default: InternVL's post_process letter, exact "
-                                     "match) or mmmu (MMMU's parse_multi_choice_response)")
-        if name == "mvbench":
-            runner.add_argument("--num-segments", type=int, default=None, help="frames per video (default 16, the official)")
-        if name == "videomme":
-            runner.add_argument("--num-frames", type=int, default=None, help="frames per video (default 16)")
-            runner.add_argument("--subtitles", action="store_true", default=None, help="add the subtitles at the sampled frames")
+        for option in benchmark.options:
+            runner.add_argument(option.flag, **option.kwargs)
         runner.add_argument("--scorer-source", default="official", choices=["official", "v2pe"],
                             help="scorer variant where the benchmark's own code and the V2PE copy differ: "
                                  "official (default, the benchmark's numbers) or v2pe (the paper's numbers)")
@@ -134,25 +104,17 @@ def register_runners(commands) -> None:
 def run_runner(args) -> int:
     import sys
 
-    from v2pe.files import make_output_folder
+    from v2pe.eval.benchmarks import BENCHMARKS
     from v2pe.eval.runners import load_tasks, run_loaded
     from v2pe.eval.runners.base import stderr_progress
+    from v2pe.files import make_output_folder
     from v2pe.inference import Chat
     from v2pe.model import load_model
     from v2pe.positions import parse_delta
     from v2pe.processing import Processor
 
     delta = parse_delta(args.delta)
-    options = {
-        "max_tiles": args.max_tiles,
-        "image_root": getattr(args, "image_root", None),
-        "max_context_len": getattr(args, "max_context_len", None),
-        "n_tokens_per_image": getattr(args, "n_tokens_per_image", None),
-        "num_segments": getattr(args, "num_segments", None),
-        "num_frames": getattr(args, "num_frames", None),
-        "subtitles": getattr(args, "subtitles", None),
-        "mmmu_parse": getattr(args, "mmmu_parse", None),
-    }
+    options = {"max_tiles": args.max_tiles, **{o.dest: getattr(args, o.dest, None) for o in BENCHMARKS[args.benchmark].options}}
     options = {k: v for k, v in options.items() if v is not None}
     if args.model is None and not args.dry_run:
         from v2pe.errors import ConfigError
@@ -197,10 +159,13 @@ def _dry_run_delta(delta, model: str | None) -> float | None:
 
 
 def register_report(commands) -> None:
+    from v2pe.eval.benchmarks import BENCHMARKS
+
+    official = "; ".join(f"{name}: {b.official_help}" for name, b in BENCHMARKS.items() if b.read_official is not None)
     report = commands.add_parser(
         "report",
         help="Markdown tables, PNG plots and a side-by-side summary of benchmark runs",
-        description="Read run folders (from 'v2pe eval mm-niah|milebench|long-vqa|vqa') and/or the official "
+        description="Read run folders (from 'v2pe eval BENCH') and/or the official "
         "evaluation scripts' result files (--official BENCH PATH) and write OUT/report.md "
         "(per-benchmark tables with the official aggregation, and comparison tables when several runs of one "
         "benchmark are given, e.g. delta=1 vs V2PE, or an official run vs a v2pe run), OUT/report.json (every "
@@ -209,9 +174,7 @@ def register_report(commands) -> None:
     )
     report.add_argument("runs", nargs="*", type=Path, metavar="RUN_DIR", help="run folders")
     report.add_argument("--official", nargs=2, action="append", default=[], metavar=("BENCH", "PATH"),
-                        help="official result files of BENCH (mm-niah: the {model}_{task}.jsonl outputs folder of "
-                        "eval_mm_niah.py; milebench: a folder of <Dataset>/{<Dataset>.json, pred.json}; long-vqa: "
-                        "result_<task>.jsonl files {id, an, pr, le}); each line is scored with v2pe's official "
+                        help=f"official result files of BENCH ({official}); each line is scored with v2pe's official "
                         "scorers; repeatable, reported after the run folders")
     report.add_argument("--scorer-source", default=None,
                         help="scorer variant for --official files (default: the runners' default, 'official'; "

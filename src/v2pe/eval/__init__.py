@@ -1,1 +1,2 @@
-"""Evaluation: official-rule scorers (`v2pe.eval.scorers`) and JSONL scoring (`score_file`)."""
+"""Evaluation: one module per benchmark in one registry (`v2pe.eval.benchmarks`), the resumable
+runner (`runners`), reports (`reports`), official-rule scorers (`scorers`) and JSONL scoring (`score_file`)."""

@@ -14,8 +14,9 @@ from PIL import Image
 
 from tests.eval.runners.conftest import make_image, write_jsonl
 from v2pe.errors import DataError
+from v2pe.eval.benchmarks import BENCHMARKS
 from v2pe.eval.reports import write_report
-from v2pe.eval.runners import BENCHMARKS, load_tasks, run_benchmark
+from v2pe.eval.runners import load_tasks, run_benchmark
 
 LETTER = "Answer with the option's letter from the given choices directly."
 PHRASE = "Answer the question using a single word or phrase."

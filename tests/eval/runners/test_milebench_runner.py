@@ -8,8 +8,8 @@ import pytest
 
 from tests.eval.runners.conftest import make_image, milebench_dataset
 from v2pe.errors import DataError
+from v2pe.eval.benchmarks.milebench import truncate_left
 from v2pe.eval.runners import load_tasks, run_benchmark
-from v2pe.eval.runners.milebench import truncate_left
 from v2pe.processing.tokenizer import byte_tokenizer
 
 INSTRUCTION = "Answer about the images."

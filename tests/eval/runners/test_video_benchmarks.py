@@ -11,10 +11,11 @@ from PIL import Image
 
 from tests.processing.test_video import frame_colour, frame_number, make_video, reference_get_index
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners import BENCHMARKS, load_tasks, run_benchmark
-from v2pe.eval.runners.mvbench import aggregate as mvbench_aggregate
-from v2pe.eval.runners.videomme import aggregate as videomme_aggregate
-from v2pe.eval.runners.videomme import read_srt, subtitles_at
+from v2pe.eval.benchmarks import BENCHMARKS
+from v2pe.eval.benchmarks.mvbench import aggregate as mvbench_aggregate
+from v2pe.eval.benchmarks.videomme import aggregate as videomme_aggregate
+from v2pe.eval.benchmarks.videomme import read_srt, subtitles_at
+from v2pe.eval.runners import load_tasks, run_benchmark
 from v2pe.eval.scorers import get_scorer
 from v2pe.eval.scorers.video import mvbench_check_ans, videomme_extract
 from v2pe.processing.tiling import load_image

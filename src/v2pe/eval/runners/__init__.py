@@ -1,4 +1,4 @@
-"""Benchmark runners: MM-NIAH, MileBench, Long-VQA and general VQA, resumable, scored per sample.
+"""Running benchmarks (those of `v2pe.eval.benchmarks.BENCHMARKS`): resumable, scored per sample.
 
     from v2pe.eval.runners import run_benchmark, load_chat
     chat = load_chat("path/to/checkpoint", delta="auto")          # or Chat(model, processor, ...)
@@ -15,28 +15,21 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from v2pe.errors import ConfigError
-from v2pe.eval.runners import longvqa, milebench, mmniah, mvbench, videomme, vqa
-from v2pe.eval.runners import mmbench, mmmu, pope, scienceqa, seed  # general image benchmarks
-from v2pe.eval.runners.base import DEFAULT_SCORER_SOURCE, Benchmark, Sample, Task, run_tasks
+from v2pe.eval.runners.base import DEFAULT_SCORER_SOURCE, Sample, Task, run_tasks
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (mmniah.BENCHMARK, milebench.BENCHMARK, longvqa.BENCHMARK, vqa.BENCHMARK)}
-BENCHMARKS.update({b.name: b for b in (mvbench.BENCHMARK, videomme.BENCHMARK)})  # video benchmarks
-BENCHMARKS.update({b.name: b for b in (scienceqa.BENCHMARK, pope.BENCHMARK, mmbench.BENCHMARK, mmmu.BENCHMARK, seed.BENCHMARK)})  # general image benchmarks
-
-INFORMATIVE_OPTIONS = ("image_root",)
-
-__all__ = ["BENCHMARKS", "Benchmark", "Sample", "Task", "load_chat", "load_tasks", "run_benchmark", "run_loaded"]
+__all__ = ["Sample", "Task", "load_chat", "load_tasks", "run_benchmark", "run_loaded"]
 
 
 def load_tasks(benchmark: str, data: str | Path, processor=None, tasks: Sequence[str] | None = None,
                limit: int | None = None, **options) -> list[Task]:
     """Read and check a benchmark's files (no model needed except MileBench's tokenizer)."""
-    if benchmark not in BENCHMARKS:
-        raise ConfigError(f"unknown benchmark {benchmark!r}; choose one of {', '.join(BENCHMARKS)}")
+    from v2pe.eval.benchmarks import get_benchmark
+
+    found = get_benchmark(benchmark)
     if limit is not None and limit < 1:
         raise ConfigError(f"--limit must be >= 1, got {limit}")
     options = {k: v for k, v in options.items() if v is not None}  # None: the benchmark's official setting
-    return BENCHMARKS[benchmark].load_tasks(data, processor=processor, tasks=tasks, limit=limit, **options)
+    return found.load_tasks(data, processor=processor, tasks=tasks, limit=limit, **options)
 
 
 def run_benchmark(
@@ -73,9 +66,12 @@ def run_loaded(chat, benchmark: str, tasks: Sequence[Task], out_dir: str | Path,
                **options) -> dict[str, dict]:
     """Run tasks from `load_tasks` (same options) with `chat`: the CLI reads and checks the
     benchmark files before it loads the model."""
+    from v2pe.eval.benchmarks import get_benchmark
+
     # settings that change results must match on resume; paths and --limit may change
-    settings = {k: v for k, v in sorted(options.items()) if v is not None and k not in INFORMATIVE_OPTIONS}
-    notes = {"data": str(data), "limit": limit, **{k: str(options[k]) for k in INFORMATIVE_OPTIONS if options.get(k)}}
+    informative = [option.dest for option in get_benchmark(benchmark).options if option.informative]
+    settings = {k: v for k, v in sorted(options.items()) if v is not None and k not in informative}
+    notes = {"data": str(data), "limit": limit, **{k: str(options[k]) for k in informative if options.get(k)}}
     return run_tasks(
         chat, benchmark, tasks, out_dir,
         model=model or _model_name(chat), scorer_source=scorer_source, settings=settings, notes=notes,

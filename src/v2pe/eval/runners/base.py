@@ -24,8 +24,10 @@ runner). The `scorer/source/prediction/answer/extra` fields make every line re-s
 from __future__ import annotations
 
 import copy
-import json
 import dataclasses
+import hashlib
+import json
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -35,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from v2pe.errors import ConfigError, DataError, V2PEError
-from v2pe.files import iter_json_lines, read_json_file
 from v2pe.eval.runners.resumable import ResumableWriter, check_run_info, stale_result_files
 from v2pe.eval.score_file import score_record
 from v2pe.eval.scorers import ScoringError, get_scorer
+from v2pe.files import iter_json_lines, read_json_file
 
 IMAGE = "<image>"
 DEFAULT_SCORER_SOURCE = "official"  # the benchmark repository's own scoring; "v2pe" reproduces the paper's numbers
@@ -72,15 +74,6 @@ class Task:
     source: Path
     samples: list[Sample]
     info: dict = field(default_factory=dict)  # benchmark-level facts for reports
-
-
-@dataclass
-class Benchmark:
-    """A runner: its CLI name and how to read its files."""
-
-    name: str
-    load_tasks: Callable[..., list[Task]]
-    description: str = ""
 
 
 # ----------------------------------------------------------------------------- reading
@@ -134,6 +127,38 @@ def resolve_image(path: str, roots: Sequence[Path]) -> Path:
         return candidate
     options = [root / candidate for root in roots]
     return next((option for option in options if option.exists()), options[0])
+
+
+def find_file(data: Path, name: str, subfolder: str) -> Path:
+    """`data/name` or `data/subfolder/name` (a benchmark folder, or InternVL's data/ folder)."""
+    for candidate in (data / name, data / subfolder / name):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{data}: {name} not found (looked for {data / name} and {data / subfolder / name})")
+
+
+def cache_root() -> Path:
+    """Where images decoded from benchmark files go: $V2PE_CACHE_DIR, else ~/.cache/v2pe."""
+    return Path(os.environ.get("V2PE_CACHE_DIR") or Path.home() / ".cache" / "v2pe")
+
+
+def image_folder(benchmark: str, source: Path, variant: str = "") -> Path:
+    """A cache folder for the images embedded in `source`, keyed by its path, size and mtime
+    (and `variant`, e.g. a tile size), so an edited file never reuses stale images."""
+    stat = source.stat()
+    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}".encode()).hexdigest()[:12]
+    return cache_root() / "images" / benchmark / f"{source.stem}-{key}"
+
+
+def write_once(path: Path, data: bytes) -> Path:
+    """Write `data` to `path` unless an identical-size file is there (atomic rename)."""
+    if path.is_file() and path.stat().st_size == len(data):
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_bytes(data)
+    temporary.replace(path)
+    return path
 
 
 def refuse_unknown(wanted: Sequence[str] | None, known: Sequence[str], what: str, listed: str = "known") -> None:

@@ -1,8 +1,9 @@
 """Evaluation scorers: pure functions reproducing the official benchmark scoring rules.
 
-Per-item scorers are reached by name through `get_scorer(name, source=...)`;
-benchmark-level aggregation lives in `aggregate` (MM-NIAH, MileBench) and
-`longvqa` (Long-VQA metric routing); POPE metrics in `pope`.
+Per-item scorers are reached by name through `get_scorer(name, source=...)`; the Long-VQA
+metric routing and corpus-level task score are in `longvqa`, POPE's per-category metrics in
+`pope`. Benchmark-level aggregation (MM-NIAH length x depth tables, MileBench groups, ...) lives
+in each benchmark's module, `v2pe.eval.benchmarks.<name>`.
 """
 
 from v2pe.eval.scorers.base import ScoringError

@@ -54,14 +54,13 @@ from __future__ import annotations
 
 import ast
 import io
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from PIL import Image
-
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, refuse_unknown, require
-from v2pe.eval.runners.mmbench import image_folder, write_once
+from v2pe.eval.benchmarks.base import Benchmark, Option
+from v2pe.eval.report_format import fmt, pct, table, task_rows
+from v2pe.eval.runners.base import Sample, Task, image_folder, read_json, refuse_unknown, require, write_once
 
 LETTERS = "ABCDEFGHIJKLM"
 PROMPTS = {"multiple-choice": "Answer with the option's letter from the given choices directly.",
@@ -214,6 +213,8 @@ def read_task(name: str, path: Path, limit: int | None, max_tiles: int, mc_score
 
 def _prepared_image(folder: Path, sample_id: str, k: int, data: bytes, tile_size: int, where: str) -> Path:
     """image_1: upscaled x2 bilinear; others: resized to one tile. Saved once as PNG."""
+    from PIL import Image
+
     target = folder / f"{sample_id}_{k}_{'x2' if k == 1 else 'tile'}.png"
     if target.is_file():
         return target
@@ -234,4 +235,56 @@ def _prepared_image(folder: Path, sample_id: str, k: int, data: bytes, tile_size
 _PNG_MODES = {"1", "L", "LA", "P", "RGB", "RGBA", "I", "I;16"}
 
 
-BENCHMARK = Benchmark("mmmu", load_tasks, "MMMU validation (local MMMU/MMMU parquet files), per subject / domain")
+# ----------------------------------------------------------------------------- report
+
+#: MMMU `data_utils.DOMAIN_CAT2SUB_CAT`.
+DOMAINS: dict[str, tuple[str, ...]] = {
+    "Art and Design": ("Art", "Art_Theory", "Design", "Music"),
+    "Business": ("Accounting", "Economics", "Finance", "Manage", "Marketing"),
+    "Science": ("Biology", "Chemistry", "Geography", "Math", "Physics"),
+    "Health and Medicine": ("Basic_Medical_Science", "Clinical_Medicine", "Diagnostics_and_Laboratory_Medicine",
+                            "Pharmacy", "Public_Health"),
+    "Humanities and Social Science": ("History", "Literature", "Sociology", "Psychology"),
+    "Tech and Engineering": ("Agriculture", "Architecture_and_Engineering", "Computer_Science", "Electronics",
+                             "Energy_and_Power", "Materials", "Mechanical_Engineering"),
+}
+
+
+def summary(subjects: Mapping[str, tuple[float, int]]) -> dict:
+    """`main_eval_only.py`: per subject (summed score, samples) -> per-domain and overall
+    instance-level accuracy (sample-weighted, 0..1; a domain without subjects is 0 with num 0,
+    as `calculate_ins_level_acc`). Subjects outside the 30 MMMU subjects count only in Overall."""
+    def level(names):
+        correct = sum(subjects[n][0] for n in names)
+        number = sum(subjects[n][1] for n in names)
+        return {"acc": correct / number if number else 0.0, "num": number}
+    domains = {domain: level([n for n in members if n in subjects]) for domain, members in DOMAINS.items()}
+    return {"domains": domains, "overall": level(list(subjects))}
+
+
+def numbers(run) -> dict:
+    subjects = {name: (sum(float(r.get("score") or 0.0) for r in records), len(records)) for name, records in run.tasks.items()}
+    levels = summary(subjects)
+    headline = {"Overall": pct(levels["overall"]["acc"])}
+    headline.update({f"Overall-{d}": pct(v["acc"]) for d, v in levels["domains"].items() if v["num"]})
+    return {"datasets": task_rows(run.tasks), "domains": {d: {"acc": pct(v["acc"]), "num": v["num"]} for d, v in levels["domains"].items()},
+            "overall": {"acc": pct(levels["overall"]["acc"]), "num": levels["overall"]["num"]}, "headline": headline}
+
+
+def markdown(numbers: dict) -> str:
+    rows = [[f"Overall-{d}", v["num"], fmt(v["acc"]) if v["num"] else "-"] for d, v in numbers["domains"].items()]
+    rows.append(["**Overall**", numbers["overall"]["num"], fmt(numbers["overall"]["acc"])])
+    return ("As main_eval_only.py (instance-level accuracy; x100):\n\n" + table(["", "num", "acc"], rows)
+            + "\n\nPer subject:\n\n" + table(["subject", "acc", "n", "errors"],
+                                              [[n, fmt(d["score"]), d["samples"], d["errors"]] for n, d in numbers["datasets"].items()]))
+
+
+BENCHMARK = Benchmark(
+    "mmmu", load_tasks, "MMMU validation (local MMMU/MMMU parquet files), per subject / domain",
+    help="run MMMU validation (a local MMMU/MMMU copy: DATA/<Subject>/validation-*.parquet; needs pyarrow)",
+    tasks_help="subjects such as Art Physics",
+    options=(Option("--mmmu-parse", {"default": None, "choices": ["official", "mmmu"],
+                                     "help": "multiple-choice answer parsing: official (default: InternVL's post_process letter, exact "
+                                             "match) or mmmu (MMMU's parse_multi_choice_response)"}),),
+    numbers=numbers, markdown=markdown,
+)

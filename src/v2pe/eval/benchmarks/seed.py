@@ -33,19 +33,25 @@ Official quirks:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, read_jsonl, require, resolve_image, unique_ids
-from v2pe.eval.runners.scienceqa import find_file
-from v2pe.eval.scorers.aggregate import SEED_QUESTION_TYPES
+from v2pe.eval.benchmarks.base import IMAGE_ROOT, Benchmark
+from v2pe.eval.report_format import fmt, pct, table
+from v2pe.eval.runners.base import Sample, Task, find_file, read_json, read_jsonl, require, resolve_image, unique_ids
 
 FILE = "seed.jsonl"
 ANNOTATION = "SEED-Bench.json"
 TASK = "SEEDv1"
 MAX_NEW_TOKENS = 100
 MAX_TILES = 6
+#: SEED-Bench v1 question types (`SEED-Bench.json` "question_type"); 1-9 image, 10-12 video.
+SEED_QUESTION_TYPES = {
+    1: "Scene Understanding", 2: "Instance Identity", 3: "Instance Attributes", 4: "Instance Location",
+    5: "Instances Counting", 6: "Spatial Relation", 7: "Instance Interaction", 8: "Visual Reasoning",
+    9: "Text Understanding", 10: "Action Recognition", 11: "Action Prediction", 12: "Procedure Understanding",
+}
 
 
 def _question_types(path: Path) -> tuple[dict, dict[int, str]]:
@@ -103,4 +109,61 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     return [Task(TASK, path, samples, {"scorer": "mc_seed", "question_types": source})]
 
 
-BENCHMARK = Benchmark("seed", load_tasks, "SEED-Bench image (seed.jsonl), first-letter accuracy per question type")
+# ----------------------------------------------------------------------------- report
+
+
+def type_scores(samples: Iterable[Mapping]) -> dict:
+    """SEED `calculation.py`: accuracy per question type id, and image (types 1-9) / video
+    (10-12) / total accuracy over all samples (0..1). Samples: {'question_type_id', 'score'};
+    a missing type id counts under None. The official script divides by zero (and stops) for a
+    type without samples; types without samples are simply absent here, and image/video are
+    None when they have no samples."""
+    by_type: dict = {}
+    for sample in samples:
+        by_type.setdefault(sample.get("question_type_id"), []).append(float(sample["score"]))
+    def mean(values):
+        return sum(values) / len(values) if values else None
+    image = [s for t, v in by_type.items() if isinstance(t, int) and 1 <= t <= 9 for s in v]
+    video = [s for t, v in by_type.items() if not (isinstance(t, int) and 1 <= t <= 9) for s in v]
+    return {
+        "types": {t: {"accuracy": mean(v), "n": len(v)} for t, v in sorted(by_type.items(), key=lambda kv: (kv[0] is None, kv[0] or 0))},
+        "image": mean(image), "video": mean(video), "total": mean(image + video),
+    }
+
+
+def numbers(run) -> dict:
+    tasks, headline = {}, {}
+    for name, records in run.tasks.items():
+        scores = type_scores({"question_type_id": r.get("question_type_id"), "score": float(r.get("score") or 0.0)}
+                             for r in records)
+        exact = sum(1 for r in records if isinstance(r.get("prediction"), str) and r["prediction"] == r["answer"]) / len(records)
+        names = {r.get("question_type_id"): r.get("question_type") for r in records}
+        tasks[name] = {
+            "acc1_exact": pct(exact), "acc1_first_char": pct(scores["total"]),
+            "image": pct(scores["image"]), "video": pct(scores["video"]),
+            "types": {str(t): {"name": names.get(t) or SEED_QUESTION_TYPES.get(t) or "unknown", "accuracy": pct(v["accuracy"]),
+                               "n": v["n"]} for t, v in scores["types"].items()},
+            "samples": len(records), "errors": sum(1 for r in records if r.get("error")),
+        }
+        headline[f"{name} Acc@1 (first letter)"] = tasks[name]["acc1_first_char"]
+        headline[f"{name} Acc@1 (exact)"] = tasks[name]["acc1_exact"]
+    datasets = {n: {"score": t["acc1_first_char"], "samples": t["samples"], "errors": t["errors"]} for n, t in tasks.items()}
+    return {"tasks": tasks, "datasets": datasets, "headline": headline}
+
+
+def markdown(numbers: dict) -> str:
+    parts = []
+    for name, t in numbers["tasks"].items():
+        parts.append(table(["task", "Acc@1 first letter (calculation.py)", "Acc@1 exact (evaluate_seed.py)", "image", "video", "n", "errors"],
+                           [[name, fmt(t["acc1_first_char"]), fmt(t["acc1_exact"]), fmt(t["image"]), fmt(t["video"]),
+                             t["samples"], t["errors"]]]))
+        parts.append(f"Per question type of `{name}` (first letter; x100):")
+        parts.append(table(["type", "name", "accuracy", "n"], [[k, v["name"], fmt(v["accuracy"]), v["n"]] for k, v in t["types"].items()]))
+    return "\n\n".join(parts)
+
+
+BENCHMARK = Benchmark(
+    "seed", load_tasks, "SEED-Bench image (seed.jsonl), first-letter accuracy per question type",
+    help="run SEED-Bench image (DATA/seed.jsonl, images relative to DATA)", tasks_help="the task SEEDv1",
+    options=(IMAGE_ROOT,), numbers=numbers, markdown=markdown,
+)

@@ -36,7 +36,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_jsonl, require, resolve_image
+from v2pe.eval.benchmarks.base import IMAGE_ROOT, Benchmark
+from v2pe.eval.report_format import fmt, table, task_rows
+from v2pe.eval.runners.base import Sample, Task, find_file, read_jsonl, require, resolve_image
 
 LETTER_PROMPT = "Answer with the option's letter from the given choices directly."
 LETTERS = "ABCDE"
@@ -44,14 +46,6 @@ FILE = "scienceqa_test_img.jsonl"
 TASK = "sqa_test"
 MAX_NEW_TOKENS = 100
 MAX_TILES = 6
-
-
-def find_file(data: Path, name: str, subfolder: str) -> Path:
-    """`data/name` or `data/subfolder/name` (the benchmark folder or InternVL's data/ folder)."""
-    for candidate in (data / name, data / subfolder / name):
-        if candidate.is_file():
-            return candidate
-    raise DataError(f"{data}: {name} not found (looked for {data / name} and {data / subfolder / name})")
 
 
 def image_roots(path: Path, image_root: str | Path | None) -> list[Path]:
@@ -107,4 +101,18 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     return [Task(TASK, path, samples, {"scorer": "mc_scienceqa"})]
 
 
-BENCHMARK = Benchmark("scienceqa", load_tasks, "ScienceQA image test set (scienceqa_test_img.jsonl), Acc@1")
+def numbers(run) -> dict:
+    datasets = task_rows(run.tasks)
+    return {"datasets": datasets, "headline": {f"{name} Acc@1": d["score"] for name, d in datasets.items()}}
+
+
+def markdown(numbers: dict) -> str:
+    rows = [[name, fmt(d["score"]), d["samples"], d["errors"]] for name, d in numbers["datasets"].items()]
+    return "Acc@1 (post-processed letter == gold letter; x100):\n\n" + table(["task", "Acc@1", "n", "errors"], rows)
+
+
+BENCHMARK = Benchmark(
+    "scienceqa", load_tasks, "ScienceQA image test set (scienceqa_test_img.jsonl), Acc@1",
+    help="run ScienceQA (DATA/scienceqa_test_img.jsonl, InternVL data/scienceqa layout)", tasks_help="the task sqa_test",
+    options=(IMAGE_ROOT,), numbers=numbers, markdown=markdown,
+)

@@ -40,7 +40,8 @@ max_new_tokens 10 or 100 per dataset.
 | ai2diagram_test | mc_ai2d |
 | gqa_testdev_llava | exact_match_vqa (approximation: the official score is GQA's own eval.py) |
 
-Result lines add `question_id`, `question` (with the prompt) and `answer_source`.
+Result lines add `question_id`, `question` (with the prompt) and `answer_source`. The report
+gives the mean score per dataset (x100; a failed sample scores 0).
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from v2pe.errors import DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, read_jsonl, refuse_unknown, require, resolve_image, unique_ids
+from v2pe.eval.benchmarks.base import IMAGE_ROOT, Benchmark
+from v2pe.eval.report_format import fmt, table, task_rows
+from v2pe.eval.runners.base import Sample, Task, read_json, read_jsonl, refuse_unknown, require, resolve_image, unique_ids
 
 BASE_PROMPT = "Answer the question using a single word or phrase."
 VIZWIZ_PROMPT = "When the provided information is insufficient, respond with 'Unanswerable'. "
@@ -183,4 +186,18 @@ def _docvqa_answers(path: Path) -> dict:
     return answers
 
 
-BENCHMARK = Benchmark("vqa", load_tasks, "general single-image VQA (TextVQA, DocVQA, ChartQA, InfoVQA, AI2D, ...)")
+def numbers(run) -> dict:
+    return {"datasets": task_rows(run.tasks)}
+
+
+def markdown(numbers: dict) -> str:
+    rows = [[name, fmt(d["score"]), d["samples"], d["errors"]] for name, d in numbers["datasets"].items()]
+    return table(["dataset", "score", "n", "errors"], rows)
+
+
+BENCHMARK = Benchmark(
+    "vqa", load_tasks, "general single-image VQA (TextVQA, DocVQA, ChartQA, InfoVQA, AI2D, ...)",
+    help="run general VQA sets (InternVL data/ layout, e.g. DATA/textvqa/textvqa_val.jsonl)",
+    tasks_help="datasets such as textvqa_val docvqa_val chartqa_test_human",
+    options=(IMAGE_ROOT,), numbers=numbers, markdown=markdown,
+)

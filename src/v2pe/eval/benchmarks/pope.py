@@ -39,12 +39,14 @@ Official quirks:
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from v2pe.errors import DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_jsonl, refuse_unknown, require, resolve_image, unique_ids
-from v2pe.eval.runners.scienceqa import find_file
+from v2pe.eval.benchmarks.base import IMAGE_ROOT, Benchmark
+from v2pe.eval.report_format import fmt, mean, pct, table
+from v2pe.eval.runners.base import Sample, Task, find_file, read_jsonl, refuse_unknown, require, resolve_image, unique_ids
+from v2pe.eval.scorers.pope import pope_metrics
 
 QUESTIONS = "llava_pope_test.jsonl"
 LABEL_FILE = re.compile(r"^coco_pope_(.+)\.json$")
@@ -113,4 +115,42 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     return result
 
 
-BENCHMARK = Benchmark("pope", load_tasks, "POPE (llava_pope_test.jsonl + coco_pope_<category>.json), P/R/F1 per category")
+def overall_f1(category_metrics: Mapping[str, Mapping[str, float]]) -> float | None:
+    """`eval_pope.py`'s Overall F1: mean of the categories' F1 (None without categories)."""
+    values = [m["f1"] for m in category_metrics.values()]
+    return sum(values) / len(values) if values else None
+
+
+def numbers(run) -> dict:
+    """Per category (task) eval_pope.py's accuracy / precision / recall / F1 / yes-ratio; a
+    failed sample (no prediction) counts as the wrong answer. Overall F1 = mean F1."""
+    categories = {}
+    for name, records in run.tasks.items():
+        predictions = [r["prediction"] if isinstance(r.get("prediction"), str) and not r.get("error")
+                       else ("no" if r["answer"] != "no" else "yes") for r in records]
+        metrics = pope_metrics(predictions, [r["answer"] for r in records])
+        categories[name] = {**{k: pct(v) if k in ("accuracy", "precision", "recall", "f1", "yes_ratio") else v
+                               for k, v in metrics.items()},
+                            "samples": len(records), "errors": sum(1 for r in records if r.get("error"))}
+    overall = overall_f1(categories)
+    datasets = {name: {"score": c["accuracy"], "samples": c["samples"], "errors": c["errors"]} for name, c in categories.items()}
+    headline = {f"{name} F1": c["f1"] for name, c in categories.items()}
+    headline["Overall F1"] = overall
+    headline["mean accuracy"] = mean([c["accuracy"] for c in categories.values()])
+    return {"categories": categories, "overall_f1": overall, "datasets": datasets, "headline": headline}
+
+
+def markdown(numbers: dict) -> str:
+    rows = [[name, *(fmt(c[k]) for k in ("accuracy", "precision", "recall", "f1", "yes_ratio")),
+             f"{c['tp']}/{c['fp']}/{c['tn']}/{c['fn']}", c["samples"], c["errors"]] for name, c in numbers["categories"].items()]
+    return ("Per category, as eval_pope.py (positive class 'yes'; x100; a failed sample counts as the wrong answer):\n\n"
+            + table(["category", "accuracy", "precision", "recall", "F1", "yes ratio", "TP/FP/TN/FN", "n", "errors"], rows)
+            + f"\n\nOverall F1 (mean over the categories): {fmt(numbers['overall_f1'])}")
+
+
+BENCHMARK = Benchmark(
+    "pope", load_tasks, "POPE (llava_pope_test.jsonl + coco_pope_<category>.json), P/R/F1 per category",
+    help="run POPE (DATA/llava_pope_test.jsonl, labels in DATA/coco/coco_pope_<category>.json, images in DATA/val2014)",
+    tasks_help="categories such as adversarial popular random",
+    options=(IMAGE_ROOT,), numbers=numbers, markdown=markdown,
+)

@@ -47,9 +47,10 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlparse
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, refuse_unknown, require, unique_ids
+from v2pe.eval.benchmarks.base import Benchmark, Option
+from v2pe.eval.report_format import fmt, table, task_rows
+from v2pe.eval.runners.base import Sample, Task, read_json, refuse_unknown, require, unique_ids
 from v2pe.eval.scorers.video import videomme_extract
-from v2pe.processing.video import VideoClip, require_pyav
 
 DURATIONS = ("short", "medium", "long")
 NUM_FRAMES = 16
@@ -73,6 +74,8 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     if num_frames < 1:
         raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
     refuse_unknown(tasks, DURATIONS, "Video-MME task(s)")
+    from v2pe.processing.video import require_pyav
+
     require_pyav()
     source, rows = read_rows(data)
     by_duration: dict[str, list[tuple[str, dict]]] = {d: [] for d in DURATIONS}
@@ -207,6 +210,8 @@ def find_subtitle(data: Path, name: str) -> Path | None:
 
 
 def make_sample(row: dict, sample_id, data: Path, subtitles: bool, num_frames: int, max_tiles: int, where: str) -> Sample:
+    from v2pe.processing.video import VideoClip
+
     clip = VideoClip(find_video(data, row["videoID"]), num_frames)
     frames = clip.frames()
     subtitle_text, subtitle_note = None, None
@@ -242,7 +247,7 @@ def build_prompt(num_frames: int, question: str, options: Sequence[str], subtitl
     return frames + "\n" + text
 
 
-def subtitles_for_clip(clip: VideoClip, srt: Path | None) -> tuple[str, str | None]:
+def subtitles_for_clip(clip, srt: Path | None) -> tuple[str, str | None]:
     """(subtitle text at the sampled frames, a note when there is none to give)."""
     if srt is None:
         return "", "no subtitle file"
@@ -333,4 +338,26 @@ def _rates(counts: dict) -> dict:
     return {**counts, "accuracy": 100 * correct / n if n else 0.0, "accuracy_answered": 100 * correct / answered if answered else 0.0}
 
 
-BENCHMARK = Benchmark("videomme", load_tasks, "Video-MME video multiple choice (short / medium / long, optional subtitles)")
+def numbers(run) -> dict:
+    durations = aggregate(run.tasks)
+    headline = {}
+    for name, d in durations.items():
+        headline[f"{name} accuracy"] = d["accuracy"]
+        headline[f"{name} accuracy (answered only, eval_your_results.py)"] = d["accuracy_answered"]
+    return {"datasets": task_rows(run.tasks), "durations": durations, "headline": headline}
+
+
+def markdown(numbers: dict) -> str:
+    rows = [[name, d["n"], d["answered"], fmt(d["accuracy"]), fmt(d["accuracy_answered"])] for name, d in numbers["durations"].items()]
+    return ("Accuracy per duration (x100): over all questions, and over answered ones only as Video-MME's "
+            "eval_your_results.py divides:\n\n" + table(["duration", "n", "answered", "accuracy", "answered only"], rows))
+
+
+BENCHMARK = Benchmark(
+    "videomme", load_tasks, "Video-MME video multiple choice (short / medium / long, optional subtitles)",
+    help="run Video-MME (DATA/videomme/*.parquet or one DATA/*.json, videos in DATA/data; needs the video extra)",
+    tasks_help="durations short medium long",
+    options=(Option("--num-frames", {"type": int, "default": None, "help": "frames per video (default 16)"}),
+             Option("--subtitles", {"action": "store_true", "default": None, "help": "add the subtitles at the sampled frames"})),
+    numbers=numbers, markdown=markdown,
+)

@@ -44,8 +44,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, read_json, refuse_unknown, require
-from v2pe.processing.video import VideoClip, require_pyav
+from v2pe.eval.benchmarks.base import Benchmark, Option
+from v2pe.eval.report_format import headline_table, task_rows
+from v2pe.eval.runners.base import Sample, Task, read_json, refuse_unknown, require
 
 NUM_SEGMENTS = 16
 MAX_NEW_TOKENS = 1000
@@ -105,6 +106,8 @@ def load_tasks(data: str | Path, processor=None, tasks: Sequence[str] | None = N
     if not names:
         raise DataError(f"{data}: no MVBench task file found (expected e.g. {data / 'json' / 'action_sequence.json'})")
     if any(TASKS[stem].kind == "video" for stem in names):
+        from v2pe.processing.video import require_pyav
+
         require_pyav()  # every sample would fail without it: say so before the model loads
     return [read_task(stem, data, limit, num_segments, max_tiles) for stem in names]
 
@@ -132,6 +135,8 @@ def make_sample(stem: str, spec: MVBenchTask, item: dict, position: int, data: P
     bound = None
     if spec.bound:
         bound = (require(item, "start", where, (int, float)), require(item, "end", where, (int, float)))
+    from v2pe.processing.video import VideoClip
+
     clip = VideoClip(data / spec.prefix / video, num_segments, bound, spec.kind)
     frames = clip.frames()
     prompt = build_prompt(len(frames), question_text)
@@ -186,4 +191,18 @@ def aggregate(records_by_task: Mapping[str, Iterable[Mapping]]) -> dict[str, flo
     return result
 
 
-BENCHMARK = Benchmark("mvbench", load_tasks, "MVBench video multiple choice (20 tasks, 16 frames)")
+def numbers(run) -> dict:
+    return {"datasets": task_rows(run.tasks), "headline": dict(aggregate(run.tasks))}
+
+
+def markdown(numbers: dict) -> str:
+    return "Accuracy per task and Avg (all correct / all samples), as evaluate_mvbench.py's final_res (x100):\n\n" + headline_table(numbers)
+
+
+BENCHMARK = Benchmark(
+    "mvbench", load_tasks, "MVBench video multiple choice (20 tasks, 16 frames)",
+    help="run MVBench (DATA/json/<task>.json, videos under DATA/video/; needs the video extra)",
+    tasks_help="tasks such as action_sequence episodic_reasoning",
+    options=(Option("--num-segments", {"type": int, "default": None, "help": "frames per video (default 16, the official)"}),),
+    numbers=numbers, markdown=markdown,
+)

@@ -28,7 +28,7 @@ option whose text occurs in the answer, else the answer unchanged) for the MMBen
 each line is scored with `mc_mmbench` (that letter == the `answer` column) where the file has
 answers (dev); `v2pe eval report` gives this local per-row accuracy, per category, and the
 circular accuracy of the MMBench server rule (rows whose `index % 1e6` agree are one question,
-right only when all its passes are right; `scorers.aggregate.mmbench_circular`). Test files have
+right only when all its passes are right; `circular`). Test files have
 no answers: their lines score 0 with `answer` null and the report shows no accuracy.
 
 Submission file (`write_submission`, written by `v2pe eval report` for every MMBench task, or by
@@ -55,16 +55,16 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import hashlib
 import io
-import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from v2pe.errors import DataError
-from v2pe.eval.runners.base import Benchmark, Sample, Task, refuse_unknown
+from v2pe.eval.benchmarks.base import Benchmark
+from v2pe.eval.report_format import fmt, pct, table
+from v2pe.eval.runners.base import Sample, Task, image_folder, refuse_unknown, write_once
 from v2pe.eval.scorers.multiple_choice import mmbench_answer
 
 PROMPTS = {"en": "Answer with the option's letter from the given choices directly.", "cn": "请直接回答选项字母。"}
@@ -102,36 +102,12 @@ DATASETS = {
 # ----------------------------------------------------------------------------- embedded images
 
 
-def cache_root() -> Path:
-    """Where decoded embedded images go: $V2PE_CACHE_DIR, else ~/.cache/v2pe."""
-    return Path(os.environ.get("V2PE_CACHE_DIR") or Path.home() / ".cache" / "v2pe")
-
-
-def image_folder(benchmark: str, source: Path, variant: str = "") -> Path:
-    """A cache folder for the images embedded in `source`, keyed by its path, size and mtime
-    (and `variant`, e.g. a tile size), so an edited file never reuses stale images."""
-    stat = source.stat()
-    key = hashlib.sha1(f"{source.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{variant}".encode()).hexdigest()[:12]
-    return cache_root() / "images" / benchmark / f"{source.stem}-{key}"
-
-
 def image_suffix(data: bytes) -> str:
     for magic, suffix in ((b"\xff\xd8", ".jpg"), (b"\x89PNG", ".png"), (b"GIF8", ".gif"), (b"BM", ".bmp"),
                           (b"RIFF", ".webp"), (b"II*\x00", ".tif"), (b"MM\x00*", ".tif")):
         if data.startswith(magic):
             return suffix
     return ".img"
-
-
-def write_once(path: Path, data: bytes) -> Path:
-    """Write `data` to `path` unless an identical-size file is there (atomic rename)."""
-    if path.is_file() and path.stat().st_size == len(data):
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_bytes(data)
-    temporary.replace(path)
-    return path
 
 
 # ----------------------------------------------------------------------------- reading
@@ -288,4 +264,82 @@ def write_submission(task: str, records: Sequence[Mapping], folder: str | Path) 
     return path
 
 
-BENCHMARK = Benchmark("mmbench", load_tasks, "MMBench / CCBench TSVs (dev: local and circular accuracy; test: submission file)")
+# ----------------------------------------------------------------------------- report
+
+CIRCULAR_MOD = 1_000_000
+
+
+def circular(samples: Iterable[Mapping]) -> dict:
+    """MMBench circular evaluation (the MMBench server / VLMEvalKit rule; the InternVL script
+    only writes the submission file): rows whose `index % 1e6` agree are the circular passes of
+    one question, and the question counts as right only when every pass is right. Samples:
+    {'index', 'score', 'category'}. Returns overall and per-category accuracies (0..1) of the
+    plain per-row score and of the circular score, with the number of questions."""
+    rows: list[tuple[int, float, str]] = [(int(s["index"]), float(s["score"]), s.get("category") or "?") for s in samples]
+    groups: dict[int, list[tuple[float, str]]] = {}
+    for index, score, category in rows:
+        groups.setdefault(index % CIRCULAR_MOD, []).append((score, category))
+    def per_category(items):
+        scores: dict[str, list[float]] = {}
+        for score, category in items:
+            scores.setdefault(category, []).append(score)
+        return {c: sum(v) / len(v) for c, v in sorted(scores.items())}
+    passes = [(float(all(s == 1.0 for s, _ in members)), members[0][1]) for members in groups.values()]
+    return {
+        "vanilla": sum(s for _, s, _ in rows) / len(rows) if rows else None,
+        "vanilla_categories": per_category([(s, c) for _, s, c in rows]),
+        "circular": sum(s for s, _ in passes) / len(passes) if passes else None,
+        "circular_categories": per_category(passes),
+        "questions": len(groups),
+        "rows": len(rows),
+        "has_circular_passes": any(len(m) > 1 for m in groups.values()),
+    }
+
+
+def numbers(run) -> dict:
+    tasks, headline = {}, {}
+    for name, records in run.tasks.items():
+        has_answers = any(r.get("answer") is not None for r in records)
+        entry = {"has_answers": has_answers, "samples": len(records), "errors": sum(1 for r in records if r.get("error"))}
+        if has_answers:
+            c = circular({"index": r.get("index", r["id"]), "score": float(r.get("score") or 0.0),
+                          "category": r.get("category")} for r in records)
+            entry.update({"accuracy": pct(c["vanilla"]), "circular": pct(c["circular"]) if c["has_circular_passes"] else None,
+                          "questions": c["questions"],
+                          "categories": {k: pct(v) for k, v in c["vanilla_categories"].items()},
+                          "circular_categories": {k: pct(v) for k, v in c["circular_categories"].items()}})
+            headline[f"{name} accuracy"] = entry["accuracy"]
+            if entry["circular"] is not None:
+                headline[f"{name} circular"] = entry["circular"]
+        tasks[name] = entry
+    datasets = {n: {"score": t.get("accuracy"), "samples": t["samples"], "errors": t["errors"]} for n, t in tasks.items()}
+    return {"tasks": tasks, "datasets": datasets, "headline": headline}
+
+
+def markdown(numbers: dict) -> str:
+    rows = [[name, fmt(t.get("accuracy")) if t["has_answers"] else "- (no answers)", fmt(t.get("circular")),
+             t.get("questions", "-"), t["samples"], t["errors"]] for name, t in numbers["tasks"].items()]
+    parts = [("Local scores where the file has answers (x100): accuracy per row, and circular accuracy (the MMBench "
+              "server rule: all passes of a question right; '-' without circular passes). The official numbers come "
+              "from the server, from the submission files written beside this report."),
+             table(["dataset", "accuracy", "circular", "questions", "rows", "errors"], rows)]
+    for name, t in numbers["tasks"].items():
+        if t["has_answers"] and t["categories"]:
+            parts.append(f"Per category of `{name}` (x100):")
+            parts.append(table(["category", "accuracy", "circular"],
+                               [[c, fmt(v), fmt(t["circular_categories"].get(c)) if t["circular"] is not None else "-"]
+                                for c, v in t["categories"].items()]))
+    return "\n\n".join(parts)
+
+
+def files(run, numbers: dict, folder: Path) -> list[Path]:
+    """The official submission file of every task (`write_submission`)."""
+    return [write_submission(name, records, folder) for name, records in run.tasks.items()]
+
+
+BENCHMARK = Benchmark(
+    "mmbench", load_tasks, "MMBench / CCBench TSVs (dev: local and circular accuracy; test: submission file)",
+    help="run MMBench / CCBench (the released TSV files in DATA, e.g. DATA/mmbench_dev_20230712.tsv)",
+    tasks_help="datasets such as mmbench_dev_20230712 mmbench_test_en_20231003",
+    numbers=numbers, markdown=markdown, files=files,
+)
