@@ -1,4 +1,5 @@
-"""MM-NIAH runner (reference-spec 5.1; V2PE `eval/mm_niah/eval_mm_niah.py` + `tools.get_input`).
+"""MM-NIAH (reference-spec 5.1; V2PE `eval/mm_niah/eval_mm_niah.py` + `tools.get_input`), and its
+long split at 128K-1M tokens (V2PE `eval/mm_niah/eval_mm_niah_long.py`, see "Long split" below).
 
 Data: `DATA/<split>/annotations/<task>.jsonl` with images under `DATA/<split>/images/` (the
 official `mm_niah.json` layout; a split folder named `mm_niah_val` gives the split `val`), or a
@@ -34,6 +35,58 @@ also reports sample-weighted accuracies. Reports add the per-task mean over the 
 have samples, and V2PE's Text / Image / Avg (mean over text-needle tasks, image-needle tasks, and
 of the two); heat maps leave empty cells blank (marked "-").
 
+Long split (128K-1M; V2PE-Data `data/val/long_mr_{128k,256k,512k,1m}/`): the files
+`test_long_mr_<image|text>_<retrieval|reasoning>_<lo>_<hi>.jsonl` (lo_hi in K tokens: 64_128,
+128_256, 256_512, 512_1200), lines in the MM-NIAH annotation format above (`id`, `images_list`,
+`context`, `question`, `answer`, `meta` with `context_length`, `placed_depth`, `choices`,
+`choices_image_path`). `DATA` may be V2PE-Data's `data/` folder, its `val/` folder, one
+`long_mr_<size>` folder or one such file; they run through the same runner, beside any official
+splits found. Task names follow the official `retrieval-image-test-{128k,256k,512k,1M}`:
+`<retrieval|reasoning>-<text|image>-test-<size>` (hi 1200 is `1M`); `--tasks` takes a task, a
+base task (every split) or a split (`test-128k`). Relative image paths are looked up under
+`--image-root`, then `image/long_mr/` and `image/` of each of the four folders above the file
+(V2PE-Data's `data/image/long_mr.tar.gz.part*` unpacked in place), then the file's folder.
+Prompt: the same `get_input` query; at most 12 tiles per image (the long script's
+`load_image(max_num=12)`); samples run shortest first (its `sorted(context_length)`).
+
+Scoring of the long split (`--long-scoring`):
+* `teacher-forced` (default; the official rule as the spec describes it): no generation. The
+  sample is encoded as `[human: context + question, gpt: str(answer)]` as the script's
+  `preprocess_internlm` does (both turns stripped), one pass gives the argmax at every answer
+  token (`runners.teacher_forcing`), and scorer `mmniah_teacher_forced` decides: an int answer is
+  right when the predicted answer tokens but the last, decoded and stripped (the line's
+  `prediction`, the official `response`), equal the letter `chr(ord('A') + answer)`; any other
+  answer when every predicted token but the last (the end-of-turn token) equals the gold one.
+  The line's `extra` keeps `predicted_ids` and `answer_ids`, so `v2pe eval score` re-scores it.
+* `generate`: v2pe's option, generated and scored like the official splits
+  (`mmniah_is_correct_<type>`, max_new_tokens 16 / 320 for counting), 12 tiles.
+Report (`numbers`): the official bins end at >=64K, so every long sample lands in their last
+bin; as an explicit extension the long split's tasks are binned over `LONG_LENGTH_BINS`
+(64-128K, 128-256K, 256-512K, 512K-1M, >=1M; under 64K dropped) with the official rule
+(depth cells, empty cells 0, mean of 5 cells), and their numbers keep `official` (the scores
+per official bin). Long tasks get their own table and plots; `overall` needs 6 tasks of a split
+(the long split has 4), Text / Image / Avg are given.
+
+Official quirks of the long split, none of which lets the script run as released:
+* `eval_mm_niah_long.py` takes each task's annotation and image root from
+  `eval/mm_niah/mm_niah_long.json`, which the release lacks, and calls `get_rope_pos_id` with
+  `boxes=`, `orig_size=`, `images=`, which the released copy does not take (a TypeError; spec
+  section 1.1 and section 7, quirk 20; benchmarks.md: "a missing task file and an argument the
+  script rejects"). The file layout and task names here are read from V2PE-Data and the script;
+  the image root it would have read from that json is unknown (hence the roots above).
+* Its task names cover `retrieval-image` only; V2PE-Data has four tasks per size, all run here.
+* The appended answer is `str(answer)`: for an image-choice question the option index as a
+  digit, while the question asks for a letter; the verdict then compares the predicted first
+  token(s) with the letter. Reproduced.
+* The last answer token (the end-of-turn token) is left out of the comparison. Reproduced.
+* After its own verdict (`correct` in its output lines) the script runs `calculate_scores.py`,
+  which scores `response` with `is_correct`; rescoring the result lines with
+  `mmniah_is_correct_<type>` (`v2pe eval score`) gives that number. Its output lines are read by
+  `read_official` below, scored that way.
+* Ring attention pads the sequence to a multiple of 2 x world size; on one device nothing is
+  padded. 20 consecutive out-of-memory samples make it write 'None' for all the rest; here each
+  such sample has its own error.
+
 Official outputs (`read_official`, `v2pe eval report --official mm-niah PATH`): JSONL files
 `{model}_{task}.jsonl` of `eval/mm_niah/eval_mm_niah.py` (task e.g. `retrieval-text-val`; the
 official `calculate_scores.py` splits the name at the last `_`) directly in PATH or one folder
@@ -43,6 +96,7 @@ list; a counting answer stored as a JSON string is parsed, as calculate_scores.p
 `response` ('None' when the official run ran out of memory), `context_length` (or
 `total_tokens`), `placed_depth` (float or list). The last line of a question_id counts.
 """
+
 from __future__ import annotations
 
 import bisect
@@ -54,24 +108,29 @@ from pathlib import Path
 from typing import Any
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.eval.benchmarks.base import Benchmark
+from v2pe.eval.benchmarks.base import Benchmark, Option
 from v2pe.eval.report_format import fmt, mean, pct, plot_lines, pyplot, table
-from v2pe.eval.runners.base import IMAGE, Sample, Task, read_jsonl, require, unique_ids
+from v2pe.eval.runners.base import IMAGE, Sample, Task, read_jsonl, require, resolve_image, unique_ids
 
 MAX_TILES = 5
+LONG_MAX_TILES = 12  # eval_mm_niah_long.py: load_image(max_num=12)
+LONG_SCORINGS = ("teacher-forced", "generate")
+LONG_FILE = re.compile(r"^test_long_mr_(?P<modality>text|image)_(?P<kind>retrieval|reasoning|counting)_(?P<lo>\d+)_(?P<hi>\d+)$")
+LONG_SPLIT = re.compile(r"^test-\d+[kM]$")
 LETTER_PROMPT = "\nAnswer with the option's letter from the given choices directly."
 PHRASE_PROMPT = "\nAnswer the question using a single word or phrase."
 TASKS = ("retrieval-text", "retrieval-image", "counting-text", "counting-image", "reasoning-text", "reasoning-image")
 
 
-def split_folders(data: Path) -> list[Path]:
-    """Split folders under `data` (folders holding `annotations/`), or `data` itself."""
+def split_folders(data: Path, required: bool = True) -> list[Path]:
+    """Split folders under `data` (folders holding `annotations/`), or `data` itself; with
+    required=False an empty list where there are none (the long split may be there instead)."""
     if (data / "annotations").is_dir():
         return [data]
     if not data.is_dir():
         raise DataError(f"MM-NIAH data folder {data} does not exist")
     splits = sorted(p for p in data.iterdir() if (p / "annotations").is_dir())
-    if not splits:
+    if not splits and required:
         raise DataError(f"{data}: no MM-NIAH split folder (<split>/annotations/<task>.jsonl) found")
     return splits
 
@@ -91,40 +150,108 @@ def split_name(folder: Path) -> str:
     return name[len("mm_niah_"):] if name.startswith("mm_niah_") else name
 
 
-def discover(data: Path) -> dict[str, tuple[Path, Path, str]]:
-    """{task name: (annotation file, image root, base task)} in sorted order."""
+@dataclass(frozen=True)
+class Found:
+    """One task file: its annotation, the folders its relative image paths start from, its base
+    task and split, and whether it belongs to the long split."""
+
+    annotation: Path
+    roots: tuple[Path, ...]
+    base: str
+    split: str
+    long: bool = False
+
+
+def long_files(data: Path) -> list[Path]:
+    """The long split's files (`test_long_mr_<modality>_<kind>_<lo>_<hi>.jsonl`) in `data`, in
+    its `long_mr_*` folders, or in those of its `val/` folder (V2PE-Data's `data/`)."""
+    if data.is_file():
+        return [data] if LONG_FILE.match(data.stem) else []
+    if not data.is_dir():
+        return []
+    files = []
+    for pattern in ("*.jsonl", "long_mr_*/*.jsonl", "val/long_mr_*/*.jsonl"):
+        files += sorted(p for p in data.glob(pattern) if LONG_FILE.match(p.stem))
+    return files
+
+
+def long_split(lo: str, hi: str) -> str:
+    """`test-<size>` of a long file covering lo..hi K tokens, as the official task names
+    `retrieval-image-test-{128k,256k,512k,1M}` spell the size (hi 1200 -> 1M)."""
+    size = int(hi)
+    return f"test-{round(size / 1000)}M" if size >= 1000 else f"test-{size}k"
+
+
+def is_long_split(split: str) -> bool:
+    return LONG_SPLIT.match(split) is not None
+
+
+def long_image_roots(annotation: Path, image_root: str | Path | None) -> tuple[Path, ...]:
+    """Where the long split's relative image paths are looked up, in order (module docstring)."""
+    roots = [Path(image_root)] if image_root else []
+    for folder in list(annotation.parents)[:4]:
+        roots += [folder / "image" / "long_mr", folder / "image"]
+    return (*roots, annotation.parent)
+
+
+def discover(data: Path, image_root: str | Path | None = None) -> dict[str, Found]:
+    """{task name: Found} in sorted order: the official splits, then the long split."""
     if is_built_folder(data):
-        return {path.stem: (path, data, path.stem) for path in built_task_files(data)}
+        return {path.stem: Found(path, (data,), path.stem, "") for path in built_task_files(data)}
+    longs = long_files(data)
     found = {}
-    for folder in split_folders(data):
+    for folder in split_folders(data, required=not longs) if data.is_dir() or not longs else []:
         for path in sorted((folder / "annotations").glob("*.jsonl")):
-            found[f"{path.stem}-{split_name(folder)}"] = (path, folder / "images", path.stem)
+            found[f"{path.stem}-{split_name(folder)}"] = Found(path, (folder / "images",), path.stem, split_name(folder))
+    for path in longs:
+        match = LONG_FILE.match(path.stem)
+        base, split = f"{match['kind']}-{match['modality']}", long_split(match["lo"], match["hi"])
+        name = f"{base}-{split}"
+        if name in found:
+            raise DataError(f"two MM-NIAH long-split files give the task {name}: {found[name].annotation} and {path}")
+        found[name] = Found(path, long_image_roots(path, image_root), base, split, long=True)
     return found
 
 
-def load_tasks(data: str | Path, processor=None, tasks=None, limit: int | None = None, max_tiles: int = MAX_TILES, **_) -> list[Task]:
+def load_tasks(data: str | Path, processor=None, tasks=None, limit: int | None = None, max_tiles: int | None = None,
+               image_root: str | Path | None = None, long_scoring: str | None = None, **_) -> list[Task]:
     data = Path(data)
-    found = discover(data)
+    scoring = long_scoring or LONG_SCORINGS[0]
+    if scoring not in LONG_SCORINGS:
+        raise ConfigError(f"--long-scoring must be one of {', '.join(LONG_SCORINGS)}, got {scoring!r}")
+    found = discover(data, image_root)
     wanted = list(tasks or [])
-    names = [n for n, (_, _, base) in found.items() if not wanted or n in wanted or base in wanted]
-    unknown = [w for w in wanted if w not in found and not any(base == w for _, _, base in found.values())]
+    names = [n for n, f in found.items() if not wanted or n in wanted or f.base in wanted or f.split in wanted]
+    unknown = [w for w in wanted if w not in found and not any(w in (f.base, f.split) for f in found.values())]
     if unknown:
         raise ConfigError(f"unknown MM-NIAH task(s) {', '.join(unknown)}; available: {', '.join(found) or 'none'}")
-    return [read_task(name, *found[name][:2], limit=limit, max_tiles=max_tiles) for name in names]
+    result = []
+    for name in names:
+        task = found[name]
+        tiles = max_tiles or (LONG_MAX_TILES if task.long else MAX_TILES)
+        result.append(read_task(name, task.annotation, task.roots, limit=limit, max_tiles=tiles,
+                                teacher_forced=task.long and scoring == "teacher-forced", split=task.split, long=task.long))
+    return result
 
 
-def read_task(name: str, annotation: Path, image_root: Path, limit: int | None = None, max_tiles: int = MAX_TILES) -> Task:
+def read_task(name: str, annotation: Path, roots, limit: int | None = None, max_tiles: int = MAX_TILES,
+              teacher_forced: bool = False, split: str | None = None, long: bool = False) -> Task:
+    roots = (roots,) if isinstance(roots, Path) else tuple(roots)
     rows = []
     for number, record in read_jsonl(annotation):
         if limit is not None and len(rows) >= limit:
             break
         rows.append((number, record))
     ids = unique_ids([require(r, "id", f"{annotation}:{n}") for n, r in rows], [n for n, _ in rows])
-    samples = [make_sample(name, record, sample_id, image_root, f"{annotation}:{number}", max_tiles)
+    samples = [make_sample(name, record, sample_id, roots, f"{annotation}:{number}", max_tiles, teacher_forced)
                for (number, record), sample_id in zip(rows, ids)]
-    # official order: sorted by context length, then reversed (longest first)
-    samples = sorted(samples, key=lambda s: s.fields["context_length"])[::-1]
-    return Task(name, annotation, samples, {"split": split_name(annotation.parent.parent)})
+    samples = sorted(samples, key=lambda s: s.fields["context_length"])
+    if not long:
+        samples = samples[::-1]  # eval_mm_niah.py: sorted by context length, then reversed (longest first)
+    info = {"split": split if split is not None else split_name(annotation.parent.parent)}
+    if long:
+        info["scoring"] = "teacher-forced" if teacher_forced else "generate"
+    return Task(name, annotation, samples, info)
 
 
 def build_question(question: str, answer: Any, choices, choices_image, images: list[str]) -> str:
@@ -145,7 +272,11 @@ def build_question(question: str, answer: Any, choices, choices_image, images: l
     return question
 
 
-def make_sample(task: str, record: dict, sample_id, image_root: Path, where: str, max_tiles: int = MAX_TILES) -> Sample:
+def make_sample(task: str, record: dict, sample_id, roots, where: str, max_tiles: int = MAX_TILES,
+                teacher_forced: bool = False) -> Sample:
+    """One sample; `roots`: the folders relative image paths start from (a folder, or several
+    tried in order); teacher_forced: scored as the official long evaluation scores (module doc)."""
+    roots = (roots,) if isinstance(roots, Path) else tuple(roots)
     images = list(require(record, "images_list", where, list))
     context = require(record, "context", where, str)
     question = require(record, "question", where, str)
@@ -169,17 +300,24 @@ def make_sample(task: str, record: dict, sample_id, image_root: Path, where: str
         if value is not None and not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
             raise DataError(f"{where}: meta.{name} must be a list of strings or null")
     question = build_question(question, answer, choices, choices_image, images)
+    fields = {"question_id": record["id"], "question": question, "context_length": context_length, "placed_depth": placed_depth}
+    paths = [roots[0] / p for p in images] if len(roots) == 1 else [resolve_image(p, roots) for p in images]
+    if teacher_forced:
+        # eval_mm_niah_long.py: preprocess_internlm strips both turns; the answer is appended as str(answer)
+        return Sample(id=sample_id, prompt=(context + question).strip(), images=paths, answer=answer, scorer="mmniah_teacher_forced",
+                      max_new_tokens=320 if "counting" in task else 16, max_tiles=max_tiles, fields=fields,
+                      forced_answer=str(answer))
     answer = _scored_answer(task, answer)
     kind = "int" if isinstance(answer, int) else "list" if isinstance(answer, list) else "str"
     return Sample(
         id=sample_id,
         prompt=context + question,
-        images=[image_root / p for p in images],
+        images=paths,
         answer=answer,
         scorer=f"mmniah_is_correct_{kind}",
         max_new_tokens=320 if "counting" in task else 16,
         max_tiles=max_tiles,
-        fields={"question_id": record["id"], "question": question, "context_length": context_length, "placed_depth": placed_depth},
+        fields=fields,
         diagnose=_diagnose_list if kind == "list" else _diagnose_int if kind == "int" else None,
     )
 
@@ -227,11 +365,14 @@ DEPTH_BINS = 5
 CONTEXT_RANGES = tuple(f"{b // 1000}k" for b in LENGTH_BINS)
 LENGTH_LABELS = tuple(f"{lo // 1000}-{hi // 1000}K" for lo, hi in zip(LENGTH_BINS, LENGTH_BINS[1:])) + (f">={LENGTH_BINS[-1] // 1000}K",)
 DEPTH_LABELS = tuple(f"{20 * i}-{20 * (i + 1)}%" for i in range(DEPTH_BINS))
+#: v2pe's extension for the long split (the official bins end at >=64K): the same rule over these edges.
+LONG_LENGTH_BINS = (64000, 128000, 256000, 512000, 1000000)
+LONG_LENGTH_LABELS = ("64-128K", "128-256K", "256-512K", "512K-1M", ">=1M")
 
 
-def length_bin(context_length: float) -> int:
-    """np.digitize(x, LENGTH_BINS): 0 below 1000, 11 at or above 64000."""
-    return bisect.bisect_right(LENGTH_BINS, context_length)
+def length_bin(context_length: float, bins: Sequence[int] = LENGTH_BINS) -> int:
+    """np.digitize(x, bins): 0 below the first edge (1000), len(bins) at or above the last (64000)."""
+    return bisect.bisect_right(bins, context_length)
 
 
 def depth_bin(placed_depth: float | list[float]) -> int:
@@ -256,17 +397,18 @@ class TaskScores:
     weighted_avg_acc: float  # summed score / samples over all kept bins
 
 
-def task_scores(samples: Iterable[Mapping]) -> TaskScores:
-    """Aggregate one task's samples {'context_length', 'placed_depth', 'score'}."""
-    rows = len(LENGTH_BINS) + 1
+def task_scores(samples: Iterable[Mapping], bins: Sequence[int] = LENGTH_BINS) -> TaskScores:
+    """Aggregate one task's samples {'context_length', 'placed_depth', 'score'} (bins: the
+    official edges; the long split's `LONG_LENGTH_BINS` drop samples under 64K instead of 1K)."""
+    rows = len(bins) + 1
     total = [[0] * DEPTH_BINS for _ in range(rows)]
     correct = [[0.0] * DEPTH_BINS for _ in range(rows)]
     for sample in samples:
-        x = length_bin(sample["context_length"])
+        x = length_bin(sample["context_length"], bins)
         y = depth_bin(sample["placed_depth"])
         total[x][y] += 1
         correct[x][y] += float(sample["score"])
-    kept = range(1, rows)  # bin 0 (< 1000 tokens) is dropped
+    kept = range(1, rows)  # bin 0 (below the first edge) is dropped
     cells = [[c / t if t else 0.0 for c, t in zip(correct[x], total[x], strict=True)] for x in kept]
     sample_numbers = [sum(total[x]) for x in kept]
     summed = [sum(correct[x]) for x in kept]
@@ -293,26 +435,38 @@ def overall(scores_by_task: Mapping[str, list[float]]) -> list[float] | None:
 # ----------------------------------------------------------------------------- report
 
 
+def _is_long(name: str) -> bool:
+    return is_long_split(_split(name)[1])
+
+
 def numbers(run) -> dict:
-    """Per task: cells, per-length scores, sample counts, mean; per split: overall, Text/Image/Avg."""
+    """Per task: cells, per-length scores, sample counts, mean; per split: overall, Text/Image/Avg.
+    Long-split tasks use `LONG_LENGTH_BINS` (their numbers name them in `length_bins`) and add
+    `official`: the scores per official bin, where all their samples fall in >=64K."""
     tasks = {}
     for name in _ordered_tasks(run.tasks):
-        scores = task_scores(
-            {"context_length": r["context_length"], "placed_depth": r["placed_depth"], "score": float(r.get("score") or 0.0)}
-            for r in run.tasks[name]
-        )
+        records = run.tasks[name]
+        long = _is_long(name)
+        bins = LONG_LENGTH_BINS if long else LENGTH_BINS
+        samples = [{"context_length": r["context_length"], "placed_depth": r["placed_depth"], "score": float(r.get("score") or 0.0)}
+                   for r in records]
+        scores = task_scores(samples, bins)
         filled = [s for s, n in zip(scores.scores, scores.sample_numbers) if n]
         tasks[name] = {
             "cells": [[pct(c) for c in row] for row in scores.cells],
-            "cell_counts": _cell_counts(run.tasks[name]),
+            "cell_counts": _cell_counts(records, bins),
             "scores": [pct(s) for s in scores.scores],
             "sample_numbers": scores.sample_numbers,
             "mean": pct(sum(filled) / len(filled)) if filled else None,
             "weighted_avg_acc": pct(scores.weighted_avg_acc),
-            "samples": len(run.tasks[name]),
-            "dropped_under_1k": len(run.tasks[name]) - sum(scores.sample_numbers),
-            "errors": sum(1 for r in run.tasks[name] if r.get("error")),
+            "samples": len(records),
+            "dropped_under_1k": len(records) - sum(scores.sample_numbers),
+            "errors": sum(1 for r in records if r.get("error")),
         }
+        if long:
+            official = task_scores(samples)
+            tasks[name].update({"length_bins": list(LONG_LENGTH_LABELS),
+                                "official": {"scores": [pct(s) for s in official.scores], "sample_numbers": official.sample_numbers}})
     splits: dict[str, dict] = {}
     for name, task in tasks.items():
         base, split = _split(name)
@@ -334,10 +488,14 @@ def numbers(run) -> dict:
     return {"tasks": tasks, "splits": summary}
 
 
-def _cell_counts(records: Sequence[Mapping]) -> list[list[int]]:
-    counts = [[0] * DEPTH_BINS for _ in LENGTH_BINS]
+def _labels(task: Mapping) -> tuple[str, ...]:
+    return tuple(task.get("length_bins") or LENGTH_LABELS)
+
+
+def _cell_counts(records: Sequence[Mapping], bins: Sequence[int] = LENGTH_BINS) -> list[list[int]]:
+    counts = [[0] * DEPTH_BINS for _ in bins]
     for r in records:
-        x = length_bin(r["context_length"])
+        x = length_bin(r["context_length"], bins)
         if x >= 1:
             counts[x - 1][depth_bin(r["placed_depth"])] += 1
     return counts
@@ -359,29 +517,48 @@ def _ordered_tasks(tasks: Mapping) -> list[str]:
 
 
 def markdown(numbers: dict) -> str:
-    parts = [("Score per context-length bin (mean of the 5 depth cells, empty cells count as 0; x100). "
-              "Mean: over the bins with samples.")]
-    header = ["task", *LENGTH_LABELS, "mean", "n"]
-    rows = [[name, *(fmt(s) if c else "-" for s, c in zip(n["scores"], n["sample_numbers"])), fmt(n["mean"]), n["samples"]]
-            for name, n in numbers["tasks"].items()]
-    for split, s in numbers["splits"].items():
-        if s["overall"] is not None:
-            label = f"**overall {split}**" if split else "**overall**"
-            rows.append([label, *(fmt(v) for v in s["overall"]), fmt(mean(s["overall"])), ""])
-    parts.append(table(header, rows))
-    parts.append("Samples per length bin (under 1K dropped, as the official script):")
-    parts.append(table(["task", *LENGTH_LABELS, "<1K"],
-                       [[name, *n["sample_numbers"], n["dropped_under_1k"]] for name, n in numbers["tasks"].items()]))
+    standard = {name: n for name, n in numbers["tasks"].items() if "length_bins" not in n}
+    long = {name: n for name, n in numbers["tasks"].items() if "length_bins" in n}
+    parts = []
+    if standard:
+        parts.append("Score per context-length bin (mean of the 5 depth cells, empty cells count as 0; x100). "
+                     "Mean: over the bins with samples.")
+        header = ["task", *LENGTH_LABELS, "mean", "n"]
+        rows = [[name, *(fmt(s) if c else "-" for s, c in zip(n["scores"], n["sample_numbers"])), fmt(n["mean"]), n["samples"]]
+                for name, n in standard.items()]
+        for split, s in numbers["splits"].items():
+            if s["overall"] is not None and not is_long_split(split):
+                label = f"**overall {split}**" if split else "**overall**"
+                rows.append([label, *(fmt(v) for v in s["overall"]), fmt(mean(s["overall"])), ""])
+        parts.append(table(header, rows))
+        parts.append("Samples per length bin (under 1K dropped, as the official script):")
+        parts.append(table(["task", *LENGTH_LABELS, "<1K"],
+                           [[name, *n["sample_numbers"], n["dropped_under_1k"]] for name, n in standard.items()]))
+    if long:
+        parts.append("Long split, 128K-1M (teacher-forced unless run with --long-scoring generate): score per length bin "
+                     "past 64K, v2pe's extension of the official bins, which end at >=64K; 'official >=64K' is the "
+                     "official script's number, all samples in its last bin (x100).")
+        rows = [[name, *(fmt(s) if c else "-" for s, c in zip(n["scores"], n["sample_numbers"])),
+                 fmt(n["official"]["scores"][-1]) if n["official"]["sample_numbers"][-1] else "-", fmt(n["mean"]), n["samples"]]
+                for name, n in long.items()]
+        for split, s in numbers["splits"].items():
+            if s["overall"] is not None and is_long_split(split):
+                rows.append([f"**overall {split}**", *(fmt(v) for v in s["overall"]), "", fmt(mean(s["overall"])), ""])
+        parts.append(table(["task", *LONG_LENGTH_LABELS, "official >=64K", "mean", "n"], rows))
+        parts.append("Samples per length bin of the long split (under 64K dropped):")
+        parts.append(table(["task", *LONG_LENGTH_LABELS, "<64K"],
+                           [[name, *n["sample_numbers"], n["dropped_under_1k"]] for name, n in long.items()]))
     summary_rows = [[split or "-", fmt(s["Text"]), fmt(s["Image"]), fmt(s["Avg"])] for split, s in numbers["splits"].items()]
     parts.append("V2PE Table 5 style (mean of the text-needle / image-needle tasks):")
     parts.append(table(["split", "Text", "Image", "Avg"], summary_rows))
     for name, n in numbers["tasks"].items():
         parts.append(f"Length x depth cells of `{name}` (x100; '-' = no sample, counted as 0 above):")
         rows = []
-        for label, row, counts in zip(LENGTH_LABELS, n["cells"], n["cell_counts"]):
+        for label, row, counts in zip(_labels(n), n["cells"], n["cell_counts"]):
             if any(counts):
                 rows.append([label, *(fmt(v) if c else "-" for v, c in zip(row, counts))])
-        parts.append(table(["length \\ depth", *DEPTH_LABELS], rows) if rows else "(no sample of 1K tokens or more)")
+        floor = "64K" if "length_bins" in n else "1K"
+        parts.append(table(["length \\ depth", *DEPTH_LABELS], rows) if rows else f"(no sample of {floor} tokens or more)")
     return "\n\n".join(parts)
 
 
@@ -392,7 +569,8 @@ def comparison(numbers: dict) -> list[tuple[str, float | None, int]]:
         suffix = f" ({split})" if split else ""
         rows += [(f"{key}{suffix}", s[key], 1) for key in ("Text", "Image", "Avg")]
         if s["overall"] is not None:
-            rows += [(f"overall {label}{suffix}", value, 2) for label, value in zip(LENGTH_LABELS, s["overall"])]
+            labels = LONG_LENGTH_LABELS if is_long_split(split) else LENGTH_LABELS
+            rows += [(f"overall {label}{suffix}", value, 2) for label, value in zip(labels, s["overall"])]
     return rows
 
 
@@ -400,6 +578,7 @@ def plot_heatmap(name: str, numbers: dict, path: Path, title_prefix: str = "") -
     import numpy as np
 
     plt = pyplot()
+    labels = _labels(numbers)
     cells = np.array([[np.nan if c == 0 else v for v, c in zip(row, counts)]
                       for row, counts in zip(numbers["cells"], numbers["cell_counts"])], dtype=float).T  # depth x length
     fig, ax = plt.subplots(figsize=(11, 4.2))
@@ -408,7 +587,7 @@ def plot_heatmap(name: str, numbers: dict, path: Path, title_prefix: str = "") -
     for (d, x), value in np.ndenumerate(cells):
         colour = "#555555" if np.isnan(value) else "white" if value < 15 or value > 85 else "black"
         ax.text(x, d, "-" if np.isnan(value) else f"{value:.0f}", ha="center", va="center", fontsize=8, color=colour)
-    ax.set_xticks(range(len(LENGTH_LABELS)), LENGTH_LABELS, rotation=30, ha="right")
+    ax.set_xticks(range(len(labels)), labels, rotation=30, ha="right")
     ax.set_yticks(range(DEPTH_BINS), DEPTH_LABELS)
     ax.set_xlabel("context length (tokens)")
     ax.set_ylabel("needle depth")
@@ -420,37 +599,49 @@ def plot_heatmap(name: str, numbers: dict, path: Path, title_prefix: str = "") -
     return path
 
 
-def _series(numbers: dict) -> dict[str, list[float | None]]:
-    return {name: [s if c else None for s, c in zip(t["scores"], t["sample_numbers"])] for name, t in numbers["tasks"].items()}
+def _series(numbers: dict, long: bool = False) -> dict[str, list[float | None]]:
+    return {name: [s if c else None for s, c in zip(t["scores"], t["sample_numbers"])]
+            for name, t in numbers["tasks"].items() if ("length_bins" in t) == long}
 
 
-def _mean_series(numbers: dict) -> list[float | None]:
+def _mean_series(numbers: dict, long: bool = False) -> list[float | None]:
     """Per length bin: the official `overall` (6 tasks of one split), else the mean over the
     tasks with samples in the bin; None where no task has samples."""
-    series = list(_series(numbers).values())
-    filled = [any(s[i] is not None for s in series) for i in range(len(LENGTH_LABELS))]
+    series = list(_series(numbers, long).values())
+    labels = LONG_LENGTH_LABELS if long else LENGTH_LABELS
+    filled = [any(s[i] is not None for s in series) for i in range(len(labels))]
     splits = numbers["splits"]
     if len(splits) == 1 and next(iter(splits.values()))["overall"] is not None:
         across = next(iter(splits.values()))["overall"]
         return [v if f else None for v, f in zip(across, filled)]
-    return [mean([s[i] for s in series]) for i in range(len(LENGTH_LABELS))]
+    return [mean([s[i] for s in series]) for i in range(len(labels))]
 
 
 def plots(run, numbers: dict, folder: Path) -> list[Path]:
-    """A length x depth heat map per task and the accuracy vs context length of every task."""
+    """A length x depth heat map per task and the accuracy vs context length of every task (the
+    long split's tasks in a plot of their own, over its bins)."""
     paths = [plot_heatmap(name, task, folder / f"mmniah_heatmap_{name}.png", f"{run.label} - ")
              for name, task in numbers["tasks"].items()]
-    series = {**_series(numbers), "avg": _mean_series(numbers)}
-    paths.append(plot_lines(series, LENGTH_LABELS, folder / "mmniah_accuracy_vs_length.png",
-                            f"{run.label}: MM-NIAH accuracy vs context length", "context length (tokens)"))
+    for long, labels, stem, what in ((False, LENGTH_LABELS, "mmniah_accuracy_vs_length", "MM-NIAH"),
+                                     (True, LONG_LENGTH_LABELS, "mmniah_long_accuracy_vs_length", "MM-NIAH long split")):
+        if _series(numbers, long):
+            series = {**_series(numbers, long), "avg": _mean_series(numbers, long)}
+            paths.append(plot_lines(series, labels, folder / f"{stem}.png", f"{run.label}: {what} accuracy vs context length",
+                                    "context length (tokens)"))
     return paths
 
 
 def compare_plots(members: Sequence[tuple[Any, dict]], folder: Path) -> list[Path]:
-    series = {f"{r.label} (delta {r.delta})": _mean_series(n) for r, n in members}
-    return [plot_lines(series, LENGTH_LABELS, folder / "compare_mmniah_accuracy_vs_length.png",
-                       "MM-NIAH: accuracy vs context length (overall of the 6 tasks, else mean of the tasks run)",
-                       "context length (tokens)")]
+    paths = []
+    for long, labels, stem, what in ((False, LENGTH_LABELS, "compare_mmniah_accuracy_vs_length", "MM-NIAH"),
+                                     (True, LONG_LENGTH_LABELS, "compare_mmniah_long_accuracy_vs_length", "MM-NIAH long split")):
+        with_tasks = [(r, n) for r, n in members if _series(n, long)]
+        if with_tasks:
+            series = {f"{r.label} (delta {r.delta})": _mean_series(n, long) for r, n in with_tasks}
+            paths.append(plot_lines(series, labels, folder / f"{stem}.png",
+                                    f"{what}: accuracy vs context length (overall of the 6 tasks, else mean of the tasks run)",
+                                    "context length (tokens)"))
+    return paths
 
 
 # ----------------------------------------------------------------------------- official outputs
@@ -511,10 +702,19 @@ def read_official(path: Path, scorer_source: str) -> tuple[dict[str, list[dict]]
 
 BENCHMARK = Benchmark(
     "mm-niah", load_tasks, "MM-NIAH needle-in-a-haystack (retrieval / counting / reasoning x text / image)",
-    help="run MM-NIAH (DATA/<split>/annotations/<task>.jsonl, images in DATA/<split>/images)",
-    tasks_help="tasks such as retrieval-text (every split) or retrieval-text-val",
+    help="run MM-NIAH (DATA/<split>/annotations/<task>.jsonl, images in DATA/<split>/images) and its 128K-1M long "
+         "split (V2PE-Data val/long_mr_<size>/test_long_mr_*.jsonl)",
+    tasks_help="tasks such as retrieval-text (every split), retrieval-text-val, retrieval-image-test-1M or a split (test-128k)",
+    options=(
+        Option("--image-root", {"type": Path, "default": None, "help": "long split: folder its relative image paths start "
+                                "from (default: image/long_mr of V2PE-Data's data/ folder, found above the files)"},
+               informative=True),
+        Option("--long-scoring", {"default": None, "choices": list(LONG_SCORINGS),
+                                  "help": "long split: teacher-forced (default, as eval_mm_niah_long.py: argmax tokens of the "
+                                          "appended answer) or generate (generated and scored as the official splits)"}),
+    ),
     numbers=numbers, markdown=markdown, comparison=comparison, plots=plots, compare_plots=compare_plots,
     read_official=read_official, aliases=("mmniah",),
     official_help="the {model}_{task}.jsonl outputs folder of eval_mm_niah.py",
-    labels={"length_bins": list(LENGTH_LABELS), "depth_bins": list(DEPTH_LABELS)},
+    labels={"length_bins": list(LENGTH_LABELS), "depth_bins": list(DEPTH_LABELS), "long_length_bins": list(LONG_LENGTH_LABELS)},
 )

@@ -9,15 +9,17 @@ any generation starts.
 `run_tasks` then generates each unfinished sample with `Chat` (V2PE delta), scores it with the
 registered official scorer (`v2pe.eval.scorers.get_scorer`) and appends one JSONL line per
 sample (`resumable.ResumableWriter`); with `batch_size` > 1 samples of the same settings and
-similar length share one `Chat.generate` call (`plan_batches`), with the same answers. Problems of one sample never stop the run: a missing or
-unreadable image, a prompt that does not fit the window, an answer of an unexpected type, a
+similar length share one `Chat.generate` call (`plan_batches`), with the same answers. A sample
+with a `forced_answer` is scored by teacher forcing instead (`teacher_forcing`: the argmax at
+each token of that answer appended to the prompt; MM-NIAH's long split). Problems of one sample
+never stop the run: a missing or unreadable image, a prompt that does not fit the window, an answer of an unexpected type, a
 prediction that cannot be parsed, running out of memory: the sample scores 0 and the reason is
 kept in the line's `error` field.
 
 Result line fields (all benchmarks): `id` (resume key), `task`, `prediction`, `answer`, `score`,
 `error` (null or the reason), `scorer`, `source` (scorer variant), `extra` (scorer arguments),
-`delta`, `prompt_tokens`, `new_tokens`, `seconds`, plus the benchmark's own fields (see each
-runner). The `scorer/source/prediction/answer/extra` fields make every line re-scorable with
+`delta`, `prompt_tokens`, `new_tokens` (teacher forcing: the answer tokens), `seconds`, plus the
+benchmark's own fields (see each benchmark's module). The `scorer/source/prediction/answer/extra` fields make every line re-scorable with
 `v2pe eval score`.
 """
 
@@ -64,6 +66,9 @@ class Sample:
     extra_for_prediction: Callable[[str], dict] | None = None
     # explains why a prediction scores 0 because it could not be parsed (None: it could)
     diagnose: Callable[[str], str | None] | None = None
+    # teacher forcing: score this answer text appended to the prompt (argmax per answer token,
+    # `teacher_forcing`) instead of generating; max_new_tokens then only reserves room for delta "auto"
+    forced_answer: str | None = None
 
 
 @dataclass
@@ -259,7 +264,7 @@ def plan_batches(chat, samples: Sequence[Sample], batch_size: int, chats: dict |
     its rows need), so samples are batched only with samples of the same automatic delta: every
     answer equals its batch-1 answer. A sample with a missing image, or whose automatic delta
     cannot be known before decoding (video frames, an unreadable image, a prompt beyond the
-    window), runs alone.
+    window), or that is scored by teacher forcing, runs alone.
     """
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
@@ -272,7 +277,7 @@ def plan_batches(chat, samples: Sequence[Sample], batch_size: int, chats: dict |
         settings = (sample.max_tiles, sample.max_new_tokens, repr(sorted(sample.generate_kwargs.items(), key=lambda kv: kv[0])))
         layout = None if _missing_images(sample) else prompt_layout(chat_for_tiles(chat, sample.max_tiles, chats), sample)
         delta = _auto_delta(chat, layout, sample.max_new_tokens) if auto and layout is not None else None
-        alone = bool(_missing_images(sample)) or (auto and delta is None)
+        alone = bool(_missing_images(sample)) or (auto and delta is None) or sample.forced_answer is not None
         length = layout[0] + sum(layout[1]) if layout is not None else None
         keyed.append(((settings, delta if delta is not None else -1.0, length is None, length or 0), alone, sample))
     keyed.sort(key=lambda item: item[0])  # stable: equal keys keep file order
@@ -375,6 +380,8 @@ def dry_run_line(sample: Sample, delta: float | None = None, processor=None) -> 
     for key in ("min_new_tokens", "num_beams", "do_sample"):
         if key in sample.generate_kwargs:
             line[key] = sample.generate_kwargs[key]
+    if sample.forced_answer is not None:
+        line["forced_answer"] = sample.forced_answer  # scored by teacher forcing, not generated
     if delta is not None:
         line["delta"] = delta
     return line
@@ -434,8 +441,13 @@ def run_sample(chat, task: str, sample: Sample, scorer, scorer_source: str) -> d
         error = f"image file not found: {', '.join(missing)}"
     else:
         try:
-            conversation = [{"from": "human", "value": sample.prompt}]
-            reply = chat.generate([conversation], [_chat_images(sample)], sample.max_new_tokens, **sample.generate_kwargs)[0]
+            if sample.forced_answer is not None:
+                from v2pe.eval.runners.teacher_forcing import teacher_forced_reply
+
+                reply = teacher_forced_reply(chat, sample.prompt, sample.forced_answer, _chat_images(sample))
+            else:
+                conversation = [{"from": "human", "value": sample.prompt}]
+                reply = chat.generate([conversation], [_chat_images(sample)], sample.max_new_tokens, **sample.generate_kwargs)[0]
         except V2PEError as problem:  # unreadable image, prompt beyond the window, ...
             error = f"{type(problem).__name__}: {problem}"
         except _out_of_memory_errors() as problem:
@@ -451,6 +463,7 @@ def score_sample(task: str, sample: Sample, reply, error: str | None, scorer, sc
     prediction = reply.text if reply is not None else None
     record = {"id": sample.id, "task": task, **sample.fields}
     score, score_error, extra = 0.0, None, dict(sample.extra)
+    extra.update(getattr(reply, "extra", None) or {})  # a teacher-forced reply's token ids
     if prediction is not None:
         try:
             if sample.extra_for_prediction is not None:

@@ -108,3 +108,20 @@ def mmniah_is_correct(answer: Any, response: Any, variant: str = "official") -> 
     if isinstance(answer, list):
         return _counting_score(answer, response)
     return _open_answer_score(require_text(answer, "MM-NIAH answer"), response, variant)
+
+
+def mmniah_teacher_forced_correct(answer: Any, response: Any, predicted_ids: Any, answer_ids: Any) -> float:
+    """The verdict of the official MM-NIAH long evaluation (`eval_mm_niah_long.py`), which scores
+    one teacher-forced pass: `predicted_ids` are the argmax tokens at the positions of
+    `answer_ids` (the gold answer's tokens and its end-of-turn token). An int answer (option
+    index) is right when the decoded prediction but its last token, stripped (`response`), is
+    the option letter `chr(ord('A') + answer)`; any other answer when every predicted token but
+    the last equals the gold one (`(pred[:, :-1] == answer_ids[:, :-1]).all()`)."""
+    if isinstance(answer, int) and not isinstance(answer, bool):
+        return float(require_text(response, "MM-NIAH response").strip() == chr(ord("A") + answer))
+    for name, ids in (("predicted_ids", predicted_ids), ("answer_ids", answer_ids)):
+        if not isinstance(ids, list) or not all(isinstance(i, int) for i in ids):
+            raise ScoringError(f"mmniah_teacher_forced needs extra.{name}: a list of token ids, got {ids!r}")
+    if len(predicted_ids) != len(answer_ids):
+        raise ScoringError(f"mmniah_teacher_forced: {len(predicted_ids)} predicted ids for {len(answer_ids)} answer ids")
+    return float(predicted_ids[:-1] == answer_ids[:-1])

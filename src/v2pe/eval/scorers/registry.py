@@ -29,7 +29,7 @@ from v2pe.eval.scorers.due import due_f1
 from v2pe.eval.scorers.longvqa import longvqa_item_score
 from v2pe.eval.scorers.milebench import milebench_mmcoqa, milebench_multichoice, milebench_needle, milebench_rouge_l
 from v2pe.eval.scorers.mmmu import mmmu_choice_correct_post_process, mmmu_open_correct
-from v2pe.eval.scorers.mmniah import mmniah_is_correct
+from v2pe.eval.scorers.mmniah import mmniah_is_correct, mmniah_teacher_forced_correct
 from v2pe.eval.scorers.multiple_choice import ai2d_correct, choice_correct, mmmu_correct, seed_correct
 from v2pe.eval.scorers.pope import pope_item_correct
 from v2pe.eval.scorers.relaxed import exact_match_vqa, relaxed_accuracy_owl, relaxed_accuracy_vqa
@@ -158,6 +158,10 @@ _REGISTRY: dict[str, _Entry] = {
             ("official", "v2pe"), ANSWER_TYPE_SUFFIXES[kind])
         for kind in ANSWER_TYPE_SUFFIXES
     },
+    "mmniah_teacher_forced": _Entry(
+        lambda p, a, e, v: mmniah_teacher_forced_correct(a, p, e.get("predicted_ids"), e.get("answer_ids")), "0-1",
+        "MM-NIAH long (eval_mm_niah_long.py): teacher-forced argmax tokens == answer tokens (int answers: letter)",
+        ("official",)),
     "milebench_multichoice": _Entry(
         lambda p, a, e, v: milebench_multichoice(p, a, e.get("choice_list"), v)[0], "0-1",
         "MileBench multi-choice (extra.choice_list)", ("official", "v2pe")),
