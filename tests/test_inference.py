@@ -48,7 +48,8 @@ def test_auto_delta_is_the_largest_that_fits(chat, images):
     # 3 images x 3 tiles x 4 tokens = 36 visual tokens; halving them frees 18 positions: not enough
     # for a window 20 shorter than the sequence plus 6 new tokens, so delta drops to 1/4.
     assert inputs["delta"] == 0.25
-    assert inputs["position_ids"].max() + 6 < length - 20
+    positions = narrow.model.v2pe_position_ids(inputs["input_ids"], inputs["attention_mask"], delta=inputs["delta"])
+    assert positions.max() + 6 < length - 20
 
 
 def test_window_too_small_fails_before_any_compute(chat, images, monkeypatch):
@@ -85,9 +86,16 @@ def test_stream_yields_the_same_answer(chat, images):
 
 def test_fixed_delta_is_used(chat, images):
     fixed = Chat(chat.model, chat.processor, delta=0.5)
-    inputs = fixed.prepare([[{"from": "human", "value": "<image> x"}]], [images[:1]], max_new_tokens=2)
-    assert inputs["delta"] == 0.5
-    steps = torch.diff(inputs["position_ids"][0])
+    conversation = [{"from": "human", "value": "<image> x"}]
+    inputs = fixed.prepare([conversation], [images[:1]], max_new_tokens=2)
+    assert inputs["delta"] == 0.5 and "position_ids" not in inputs  # the model computes them from the delta
+    seen = []
+    hook = chat.model.model.language_model.register_forward_pre_hook(lambda m, a, k: seen.append(k["position_ids"].clone()), with_kwargs=True)
+    try:
+        fixed.generate([conversation], [images[:1]], max_new_tokens=2)
+    finally:
+        hook.remove()
+    steps = torch.diff(seen[0][0])
     assert (steps == 0.5).sum() == 12  # <img> to each of the 12 visual tokens: 12 steps of delta
 
 

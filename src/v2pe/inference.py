@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import torch
 
 from v2pe.errors import ConfigError
-from v2pe.positions import choose_delta, parse_delta
+from v2pe.positions import choose_delta, max_position, parse_delta, row_layouts
 from v2pe.processing.collate import collate
 from v2pe.tokens import IMAGE_PLACEHOLDER
 
@@ -143,13 +143,13 @@ class Chat:
         ]
 
     def prepare(self, conversations: Sequence[Sequence[dict]], images: Sequence[Sequence], max_new_tokens: int) -> dict:
-        """Tokenize, tile, left-pad and choose delta: everything that can fail, before compute."""
+        """Tokenize, tile, left-pad and choose delta: everything that can fail, before compute.
+        No positions: `generate` hands the delta to the model, which computes them."""
         samples = [self.processor.encode(c, i) for c, i in zip(conversations, images, strict=True)]
         batch = collate(samples, pad_token_id=self._pad_id(), padding_side="left")  # generation appends on the right
         delta = self.resolve_delta(batch["input_ids"], batch["attention_mask"], max_new_tokens)
         self.last_delta = delta
-        batch["position_ids"] = self.processor.position_ids(batch["input_ids"], batch["attention_mask"], delta)
-        self._warn_past_window(batch["position_ids"], max_new_tokens, delta)
+        self._warn_past_window(batch["input_ids"], batch["attention_mask"], max_new_tokens, delta)
         self._check_memory(batch["input_ids"], max_new_tokens)
         return {**batch, "delta": delta, "max_new_tokens": max_new_tokens}
 
@@ -168,11 +168,13 @@ class Chat:
             max_new_tokens=max_new_tokens,
         )
 
-    def _warn_past_window(self, positions: torch.Tensor, max_new_tokens: int, delta: float) -> None:
+    def _warn_past_window(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int, delta: float) -> None:
         """A chosen delta may put the prompt past the trained window: say so (auto never does)."""
-        if self.delta == "auto" or self.model is None or not positions.numel():
+        if self.delta == "auto" or self.model is None or not input_ids.numel():
             return  # no model: inputs prepared only (dry runs, scripted chats)
-        reach, window = int(positions.max().ceil()) + max_new_tokens, self.trained_window()
+        layouts = row_layouts(input_ids, image_start_id=self.processor.image_start_id, image_end_id=self.processor.image_end_id, attention_mask=attention_mask)
+        reach = max(max_position(text, visual, delta) for text, visual in layouts) + max_new_tokens
+        window = self.trained_window()
         if reach > window:
             warnings.warn(f"at delta {delta:g} the prompt and {max_new_tokens} new tokens reach position {reach}, beyond the "
                           f"trained window of {window} positions: answers may degrade (delta 'auto' fits the window)", stacklevel=3)
@@ -234,7 +236,7 @@ class Chat:
             return self.model.generate(
                 input_ids=inputs["input_ids"].to(device),
                 attention_mask=inputs["attention_mask"].to(device),
-                position_ids=inputs["position_ids"].to(device),
+                delta=inputs["delta"],  # the model computes the prompt's V2PE positions
                 pixel_values=pixel_values if len(pixel_values) else None,
                 max_new_tokens=inputs["max_new_tokens"],
                 **settings,

@@ -225,7 +225,7 @@ def parse_delta(
         return value.strip()
     try:
         if isinstance(value, bool):
-            raise ValueError
+            raise TypeError("a bool is not a delta")
         if isinstance(value, str) and "/" in value:
             numerator, denominator = value.split("/", 1)
             number = float(numerator) / float(denominator)
@@ -356,6 +356,23 @@ def _warn_on_float32_collisions(positions: torch.Tensor, image_starts: torch.Ten
         )
 
 
+def row_layouts(
+    input_ids: torch.Tensor, *, image_start_id: int, image_end_id: int, attention_mask: torch.Tensor | None = None
+) -> list[tuple[int, list[int]]]:
+    """(text tokens, markers included; visual tokens of each image) per row: what `max_position`
+    needs to bound a row's positions without computing them."""
+    ids = _as_batch(input_ids, "input_ids")
+    mask = torch.ones_like(ids, dtype=torch.bool) if attention_mask is None else _as_batch(attention_mask, "attention_mask").bool()
+    images = _find_images(ids, image_start_id, image_end_id, None)
+    n_visual = (images.ends - images.starts - 1).tolist()
+    rows = (images.starts // ids.shape[1]).tolist()
+    layouts = []
+    for row, total in enumerate(mask.sum(1).tolist()):
+        visual = [n for n, r in zip(n_visual, rows) if r == row]
+        layouts.append((total - sum(visual), visual))
+    return layouts
+
+
 def choose_delta(
     input_ids: torch.Tensor,
     *,
@@ -371,18 +388,10 @@ def choose_delta(
 
     Raises PositionError, before any compute, when even the smallest choice does not fit.
     """
-    ids = _as_batch(input_ids, "input_ids")
-    mask = torch.ones_like(ids, dtype=torch.bool) if attention_mask is None else _as_batch(attention_mask, "attention_mask").bool()
-    images = _find_images(ids, image_start_id, image_end_id, None)
-    n_visual = (images.ends - images.starts - 1).tolist()
-    rows = (images.starts // ids.shape[1]).tolist()
-    real_tokens = mask.sum(1).tolist()
+    layouts = row_layouts(input_ids, image_start_id=image_start_id, image_end_id=image_end_id, attention_mask=attention_mask)
     needed = []
     for delta in sorted(choices, reverse=True):
-        largest = 0
-        for row, total in enumerate(real_tokens):
-            visual = [n for n, r in zip(n_visual, rows) if r == row]
-            largest = max(largest, max_position(total - sum(visual), visual, delta) + max_new_tokens)
+        largest = max((max_position(text, visual, delta) for text, visual in layouts), default=0) + max_new_tokens
         if largest < window:
             return float(delta)
         needed.append((delta, largest))

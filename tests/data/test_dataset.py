@@ -8,8 +8,8 @@ import pytest
 import torch
 
 from tests.data.conftest import make_processor, write_lines, write_meta
-from v2pe.data.dataset import SupervisedDataset
-from v2pe.positions import DEFAULT_DELTA_CHOICES, v2pe_position_ids
+from v2pe.data.dataset import SupervisedDataset, sample_generator
+from v2pe.positions import DEFAULT_DELTA_CHOICES, resolve_deltas
 from v2pe.processing.collate import collate
 
 
@@ -26,10 +26,11 @@ def test_items_are_the_processor_output_with_a_fixed_delta(meta, synthetic_dir, 
     dataset = SupervisedDataset(meta, processor, delta=0.5)
     assert len(dataset) == 40
     record = _records(synthetic_dir)[3]
-    expected = processor.process_sample(record["conversations"], [synthetic_dir / record["image"]], delta=0.5)
+    expected = processor.encode(record["conversations"], [synthetic_dir / record["image"]])
     item = dataset[3]
-    for key in ("input_ids", "labels", "attention_mask", "position_ids", "pixel_values", "num_tiles"):
+    for key in ("input_ids", "labels", "attention_mask", "pixel_values", "num_tiles"):
         assert torch.equal(item[key], expected[key]), key
+    assert "position_ids" not in item  # the model computes them from the ids and image_deltas
     assert item["id"] == record["id"] and item["index"] == 3 and item["skipped"] == []
     assert item["image_deltas"].tolist() == [0.5]
 
@@ -40,17 +41,17 @@ def test_random_deltas_are_seeded_per_index(meta, processor):
     for i in range(7):
         dataset[i]
     again = dataset[7]  # same draw whatever was loaded before: resumable at any index
-    assert torch.equal(later_first["position_ids"], again["position_ids"])
+    assert torch.equal(later_first["image_deltas"], again["image_deltas"])
     other = SupervisedDataset(meta, processor, delta="random", seed=11)[7]
-    assert torch.equal(other["position_ids"], later_first["position_ids"])
+    assert torch.equal(other["image_deltas"], later_first["image_deltas"])
     draws = torch.cat([dataset[i]["image_deltas"] for i in range(40)])
     assert set(draws.tolist()) <= set(DEFAULT_DELTA_CHOICES) and len(set(draws.tolist())) > 3
     reseeded = torch.cat([SupervisedDataset(meta, processor, seed=12)[i]["image_deltas"] for i in range(40)])
     assert not torch.equal(draws, reseeded)
-    # the positions are the V2PE positions at the recorded per-image deltas
+    # the draws are the ones the position function makes with the sample's generator
     item = dataset[5]
-    expected = v2pe_position_ids(item["input_ids"], image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=item["image_deltas"].double())[0]
-    assert torch.equal(item["position_ids"], expected)
+    drawn = resolve_deltas("random", len(item["image_deltas"]), generator=sample_generator(11, 5))
+    assert item["image_deltas"].dtype == torch.float32 and torch.equal(item["image_deltas"], drawn.float())
 
 
 def test_repeat_time_and_shuffle(tmp_path, synthetic_dir, processor):
@@ -210,7 +211,7 @@ def test_training_text_is_prepended_then_stripped_even_when_it_ends_with_a_quest
         {"from": "gpt", "value": "3"},
         {"from": "human", "value": "And colours?"},
     ]
-    expected = processor.process_sample(stripped, [synthetic_dir / record["image"]], delta=1.0)
+    expected = processor.encode(stripped, [synthetic_dir / record["image"]])
     assert torch.equal(item["input_ids"], expected["input_ids"]) and torch.equal(item["labels"], expected["labels"])
     assert dataset.measure(0) == len(item["input_ids"])
     text = processor.tokenizer.decode(item["input_ids"].tolist())

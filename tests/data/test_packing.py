@@ -76,27 +76,30 @@ def dataset(synthetic_dir, processor):
     return SupervisedDataset(synthetic_dir / "meta.json", processor, delta="random", seed=5)
 
 
-def test_packed_positions_equal_positions_of_the_packed_row(dataset, processor):
+def test_packed_row_positions_equal_each_samples_own(dataset, model):
+    """The model computes a packed row's positions from the ids, the per-image deltas and
+    sequence_ids: every sample gets exactly the positions it gets alone, restarting at 0."""
     samples = [dataset[i] for i in range(6)]
     row = pack_samples(samples)
     lengths = [len(s["input_ids"]) for s in samples]
     assert row["sequence_ids"].tolist() == [k for k, n in enumerate(lengths) for _ in range(n)]
-    recomputed = v2pe_position_ids(
-        row["input_ids"], image_start_id=processor.image_start_id, image_end_id=processor.image_end_id,
-        delta=row["image_deltas"].double(), sequence_ids=row["sequence_ids"].unsqueeze(0),
-    )[0]
-    assert torch.equal(row["position_ids"], recomputed)
+    assert "position_ids" not in row and torch.equal(row["image_deltas"], torch.cat([s["image_deltas"] for s in samples]))
+    packed = model.v2pe_position_ids(row["input_ids"], delta=row["image_deltas"], sequence_ids=row["sequence_ids"])[0]
+    alone = torch.cat([model.v2pe_position_ids(s["input_ids"], delta=s["image_deltas"])[0] for s in samples])
+    assert torch.equal(packed, alone)
     starts = [sum(lengths[:k]) for k in range(6)]
-    assert row["position_ids"][starts].tolist() == [0.0] * 6
+    assert packed[starts].tolist() == [0.0] * 6
+    assert (packed.frac() != 0).any()  # random deltas: fractional visual positions
     assert torch.equal(row["pixel_values"], torch.cat([s["pixel_values"] for s in samples]))
     assert row["num_tiles"].tolist() == [t for s in samples for t in s["num_tiles"].tolist()]
 
 
-def test_packed_positions_with_a_fixed_delta(synthetic_dir, processor):
+def test_packed_positions_with_a_fixed_delta(synthetic_dir, processor, model):
     fixed = SupervisedDataset(synthetic_dir / "meta.json", processor, delta=0.25)
     row = pack_samples([fixed[i] for i in range(4)])
-    recomputed = v2pe_position_ids(row["input_ids"], image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=0.25, sequence_ids=row["sequence_ids"])[0]
-    assert torch.equal(row["position_ids"], recomputed)
+    from_deltas = model.v2pe_position_ids(row["input_ids"], delta=row["image_deltas"], sequence_ids=row["sequence_ids"])
+    expected = v2pe_position_ids(row["input_ids"], image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=0.25, sequence_ids=row["sequence_ids"])
+    assert torch.equal(from_deltas, expected)
 
 
 def test_collate_packed_pads_rows(dataset):
@@ -105,8 +108,8 @@ def test_collate_packed_pads_rows(dataset):
     n = len(b["input_ids"])
     assert batch["input_ids"].shape == (2, len(a["input_ids"]) + 3)
     assert batch["labels"][1, n:].eq(-100).all() and batch["attention_mask"][1, n:].eq(0).all()
-    assert batch["position_ids"][1, n:].eq(1.0).all() and batch["sequence_ids"][1, n:].eq(-1).all()
-    assert batch["position_ids"].dtype == torch.float32
+    assert batch["sequence_ids"][1, n:].eq(-1).all()
+    assert batch["image_deltas"].dtype == torch.float32 and len(batch["image_deltas"]) == int(batch["num_tiles"].numel())
     with pytest.raises(Exception, match="more than pad_to"):
         collate([a], pad_to=3)
 
@@ -124,7 +127,7 @@ def model():
 def _alone(model, sample):
     return model(
         input_ids=sample["input_ids"][None], attention_mask=sample["attention_mask"][None],
-        position_ids=sample["position_ids"][None], pixel_values=sample["pixel_values"],
+        delta=sample["image_deltas"], pixel_values=sample["pixel_values"],
     ).logits[0]
 
 

@@ -1,4 +1,4 @@
-"""Processor: image blocks, labels, lengths, positions, collation, checkpoint settings."""
+"""Processor: image blocks, labels, lengths, collation, checkpoint settings (no positions: the model computes them)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from safetensors.torch import load_file
 
 from v2pe.errors import CheckpointError, ConfigError, DataError
+from v2pe.model.tiny import tiny_model
 from v2pe.processing import INTERNLM2_SYSTEM_MESSAGE, Processor, byte_tokenizer, collate
 
 SYSTEM_PREFIX = ("<|im_start|>", "system\n" + INTERNLM2_SYSTEM_MESSAGE, "<|im_end|>")
@@ -95,64 +96,43 @@ def test_tokenizer_template_labels_skip_newline_glue(tokenizer, piece_ids):
 
 def test_official_fixture_inputs_and_positions(internvl2_tiny_dir, solid_image):
     # The fixture's prompts are ChatML without a system turn; stride 64 / 256 tokens = delta 0.25.
+    # The processor makes the ids; the positions the model computes from them are the official ones.
     processor = Processor(byte_tokenizer(chat_template=CHATML_JINJA), template="tokenizer")
+    model = tiny_model(seed=0)  # its config.v2pe names the byte tokenizer's <img> / </img>
     stored = load_file(str(internvl2_tiny_dir / "logits.safetensors"))
     cases = [("one_image_1tile", (448, 448), "Describe the image."), ("one_image_3tiles", (896, 448), "What is in it?")]
     for name, size, question in cases:
-        batch = processor([{"from": "human", "value": question}], [solid_image(*size)], delta=64 / 256)
+        batch = processor([{"from": "human", "value": question}], [solid_image(*size)])
         assert torch.equal(batch["input_ids"], stored[f"{name}.input_ids"]), name
-        assert torch.equal(batch["position_ids"], stored[f"{name}.v2pe_fix_stride64.position_ids"]), name
-        default = processor([{"from": "human", "value": question}], [solid_image(*size)], delta=1.0)["position_ids"]
+        assert "position_ids" not in batch, name
+        positions = model.v2pe_position_ids(batch["input_ids"], batch["attention_mask"], delta=64 / 256)
+        assert torch.equal(positions, stored[f"{name}.v2pe_fix_stride64.position_ids"]), name
+        default = model.v2pe_position_ids(batch["input_ids"], batch["attention_mask"], delta=1.0)
         assert torch.equal(default.long(), stored[f"{name}.default.position_ids"]), name
-
-
-def test_positions_follow_delta(small_processor, solid_image):
-    # 1 tile = 4 visual tokens at delta 0.25: <img> at p, visual p+0.25..p+1, </img> at p+2.
-    batch = small_processor([{"from": "human", "value": "<image>x"}], [solid_image(10, 10)], delta=0.25)
-    ids, pos = batch["input_ids"][0], batch["position_ids"][0]
-    start = int((ids == 295).nonzero()[0, 0])
-    assert pos.dtype == torch.float32
-    assert pos[: start + 1].tolist() == list(range(start + 1))
-    assert pos[start + 1 : start + 5].tolist() == [start + 0.25, start + 0.5, start + 0.75, start + 1.0]
-    assert pos[start + 5 :].tolist() == [float(start + 2 + k) for k in range(len(ids) - start - 5)]
-
-
-def test_random_delta_is_reproducible(small_processor, solid_image):
-    def run(seed):
-        return small_processor("<image><image>", [solid_image(10, 10)] * 2, delta="random", generator=torch.Generator().manual_seed(seed))["position_ids"]
-
-    assert torch.equal(run(3), run(3))
-    pos = run(3)[0]
-    ids = small_processor("<image><image>", [solid_image(10, 10)] * 2)["input_ids"][0]
-    for start in (ids == 295).nonzero()[:, 0].tolist():
-        step = float(pos[start + 1] - pos[start])
-        assert step in [1 / 2**k for k in range(9)]
 
 
 def test_text_only_sample(processor):
     batch = processor([{"from": "human", "value": "hello"}])
-    length = batch["input_ids"].shape[1]
     assert batch["pixel_values"].shape == (0, 3, 448, 448)
     assert batch["num_tiles"].tolist() == []
-    assert batch["position_ids"][0].tolist() == [float(i) for i in range(length)]
     assert (batch["labels"] == -100).all()  # a prompt has no answer to train on
 
 
 def test_collate_pads_right(small_processor, solid_image):
-    short = small_processor.process_sample("<image>hi", [solid_image(10, 10)], delta=0.5)
-    long = small_processor.process_sample([{"from": "human", "value": "a much longer question"}, {"from": "gpt", "value": "yes"}], [], delta=0.5)
+    short = small_processor.encode("<image>hi", [solid_image(10, 10)])
+    long = small_processor.encode([{"from": "human", "value": "a much longer question"}, {"from": "gpt", "value": "yes"}], [])
     batch = collate([short, long], pad_token_id=2)
     n, length = len(short["input_ids"]), len(long["input_ids"])
     assert batch["input_ids"].shape == (2, length) and n < length
     assert batch["input_ids"][0, n:].eq(2).all() and batch["attention_mask"][0, n:].eq(0).all()
-    assert batch["labels"][0, n:].eq(-100).all() and batch["position_ids"][0, n:].eq(1.0).all()
-    assert torch.equal(batch["position_ids"][0, :n], short["position_ids"])
+    assert batch["labels"][0, n:].eq(-100).all()
     assert batch["pixel_values"].shape == (1, 3, 448, 448) and batch["num_tiles"].tolist() == [1]
-    # The batch call recomputes positions on the padded batch: same values.
     direct = small_processor(["<image>hi", [{"from": "human", "value": "a much longer question"}, {"from": "gpt", "value": "yes"}]],
-                             [[solid_image(10, 10)], []], delta=0.5)
-    for key in ("input_ids", "attention_mask", "labels", "position_ids"):
+                             [[solid_image(10, 10)], []])
+    for key in ("input_ids", "attention_mask", "labels"):
         assert torch.equal(direct[key], batch[key]), key
+    left = collate([short, long], pad_token_id=2, padding_side="left")
+    assert torch.equal(left["input_ids"][0, length - n:], short["input_ids"]) and left["attention_mask"][0, : length - n].eq(0).all()
 
 
 @pytest.mark.parametrize(

@@ -174,5 +174,5 @@ def test_processor_takes_video_frames_as_one_tile_each(tmp_path):
     frames = VideoClip(path, 4).frames()
     processor = Processor(byte_tokenizer(), tokens_per_tile=4, tile_size=56, max_tiles=1)
     prompt = "\n".join(f"Frame{i + 1}: <image>" for i in range(4)) + "\nWhat happens?"
-    sample = processor.process_sample([{"from": "human", "value": prompt}], frames)
+    sample = processor.encode([{"from": "human", "value": prompt}], frames)
     assert sample["pixel_values"].shape == (4, 3, 56, 56)

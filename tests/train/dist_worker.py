@@ -4,8 +4,8 @@
 
 JOBS.json: [{"name": ..., "output_dir": ..., "overrides": {"parallel.zero_stage": 2, ...}}, ...].
 Each job trains tests/train/tiny.yaml with its overrides through `v2pe.train.train`; a probe
-records the dtype of the positions and pixel values that reach the model and the model's
-parameter dtype. Rank 0 writes {name: {"losses": [...], "final_model": ..., "probe": {...}}}.
+records the dtype of the per-image deltas and pixel values that reach the model, of the
+positions the model computes from them (at its language model), and the model's parameter dtype. Rank 0 writes {name: {"losses": [...], "final_model": ..., "probe": {...}}}.
 """
 
 from __future__ import annotations
@@ -25,14 +25,17 @@ class Probe(TrainerCallback):
         self.seen: dict[str, str] = {}
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
-        def record(module, call_args, call_kwargs):
-            for key in ("position_ids", "pixel_values"):
-                if call_kwargs.get(key) is not None:
-                    self.seen[key] = str(call_kwargs[key].dtype)
-            self.seen["parameters"] = str(next(module.parameters()).dtype)
+        def record(keys):
+            def hook(module, call_args, call_kwargs):
+                for key in keys:
+                    if call_kwargs.get(key) is not None:
+                        self.seen[key] = str(call_kwargs[key].dtype)
+                self.seen.setdefault("parameters", str(next(module.parameters()).dtype))
+            return hook
 
         target = model.module if hasattr(model, "module") else model
-        target.register_forward_pre_hook(record, with_kwargs=True)
+        target.register_forward_pre_hook(record(("delta", "pixel_values")), with_kwargs=True)
+        target.model.language_model.register_forward_pre_hook(record(("position_ids",)), with_kwargs=True)
 
 
 def main() -> None:

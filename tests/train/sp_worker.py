@@ -29,6 +29,7 @@ import torch.distributed as dist
 def packed_batch():
     from v2pe.data.packing import pack_samples
     from v2pe.data.synthetic import synthetic_sample
+    from v2pe.positions import resolve_deltas
     from v2pe.processing import Processor, byte_tokenizer, collate
     from v2pe.train.data import finish_batch
 
@@ -37,7 +38,9 @@ def packed_batch():
     samples = []
     for index in range(3):
         image, record = synthetic_sample(index, questions=2)
-        samples.append(processor.process_sample(record["conversations"], [image], delta="random", generator=generator))
+        sample = processor.encode(record["conversations"], [image])
+        sample["image_deltas"] = resolve_deltas("random", 1, generator=generator).float()  # as the dataset draws them
+        samples.append(sample)
     batch = finish_batch(collate([pack_samples(samples)], pad_token_id=processor.pad_token_id), "square")
     batch.pop("skipped")
     return batch, processor.pad_token_id
@@ -64,7 +67,7 @@ def run(implementation: str, backend: str = "ulysses") -> dict:
     sp = spmod.new_sequence_groups(2, backend)
     spmod.apply_sequence_parallel(model, sp)
     setattr(spmod, name, original)
-    sharded = spmod.prepare_batch(sp, dict(batch), pad_id)
+    sharded = spmod.prepare_batch(sp, dict(batch), pad_id, model)  # the whole row's positions, from the model
     index = sp.index.clone()
     model_inputs = {k: sharded[k] for k in ("input_ids", "attention_mask", "position_ids", "pixel_values")}
     logits = model(**model_inputs).logits
@@ -98,7 +101,7 @@ def run(implementation: str, backend: str = "ulysses") -> dict:
         "local_tokens": int(index.numel()),
         "row_tokens": int(ref_logits.shape[1]),
         "images": int((batch["input_ids"] == 295).sum()),
-        "deltas_fractional": bool((batch["position_ids"].frac() != 0).any()),
+        "deltas_fractional": bool((sharded["position_ids"].frac() != 0).any()),
     }
 
 

@@ -42,12 +42,14 @@ def test_ulysses_training_matches_one_process(distributed_runs, reference_batch1
 
 
 def test_positions_stay_float32_under_deepspeed_bf16(distributed_runs):
-    """DeepSpeed bf16 casts every float input to bf16; V2PE positions must reach the model in float32."""
+    """DeepSpeed bf16 casts every float input to bf16; the per-image deltas must reach the model,
+    and the positions it computes from them its language model, in float32."""
     if not cpu_bf16():
         pytest.skip("this CPU has no bf16 (AVX512-BF16 / AMX): DeepSpeed bf16 is not run")
     probe = distributed_runs["zero2_bf16"]["probe"]
     assert probe["parameters"] == "torch.bfloat16"
     assert probe["pixel_values"] == "torch.bfloat16"
+    assert probe["delta"] == "torch.float32"
     assert probe["position_ids"] == "torch.float32"
 
 

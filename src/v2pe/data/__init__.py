@@ -1,4 +1,4 @@
-"""The data layer: the official meta-JSON + JSONL format, a Dataset with V2PE positions,
+"""The data layer: the official meta-JSON + JSONL format, a Dataset with per-image deltas (the model computes positions),
 packing, a synthetic VQA source and long-context builders
 (Long-VQA, MM-NIAH-style needles)."""
 

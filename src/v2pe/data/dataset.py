@@ -146,7 +146,8 @@ class _Source:
 
 
 class SupervisedDataset(torch.utils.data.Dataset):
-    """Samples of a meta JSON, processed into model inputs with V2PE positions.
+    """Samples of a meta JSON, processed into model inputs with their per-image deltas
+    (`image_deltas`, float32, row-major image order; the model computes the positions).
 
     Args:
         meta: a meta JSON path, or DatasetSpecs.
@@ -255,12 +256,12 @@ class SupervisedDataset(torch.utils.data.Dataset):
             deltas = torch.full((len(images),), self.delta, dtype=torch.float64)
         conversation = training_conversation(sample)
         try:
-            item = source.processor.process_sample(conversation, images, delta=deltas if images else 1.0, sample_id=sample.id)
+            item = source.processor.encode(conversation, images, sample_id=sample.id)
         except DataError as err:
             reason = TOO_LONG if "max_length" in str(err) else INVALID_CONVERSATION
             field_name = "conversations"
             raise SampleError(str(err), reason, sample.where(field_name)) from err
-        item["image_deltas"] = deltas.to(torch.float32)
+        item["image_deltas"] = deltas.to(torch.float32)  # the model computes the positions from them
         item["index"] = index
         item["id"] = sample.id
         return item

@@ -5,10 +5,10 @@
   sample in the first one where it fits). A pack is closed when it is full (or reaches
   `max_images`); when too many packs are open the fullest one is closed. Deterministic.
   A sample longer than the budget is a DataError, or a counted skip (`over_budget`).
-* `pack_samples(samples)`: one row: concatenated input_ids, labels, position_ids (each
-  sample's own positions, restarting at 0), `sequence_ids` (0, 0, ..., 1, 1, ...), pixel values
-  and tiles in sample order. The positions equal `v2pe_position_ids` on the packed row with
-  `sequence_ids` and the samples' deltas (tested).
+* `pack_samples(samples)`: one row: concatenated input_ids, labels, `sequence_ids`
+  (0, 0, ..., 1, 1, ...), per-image deltas, pixel values and tiles in sample order. The model
+  computes the row's positions from the ids, the deltas and `sequence_ids`, restarting at 0 at
+  each sample: each sample gets the positions it would get alone (tested).
 * rows are batched by `v2pe.processing.collate.collate` (padding: labels -100, attention 0,
   sequence id -1). The model keeps samples apart when given `sequence_ids`.
 * `PackedDataset`: a map-style Dataset of packs over a `SupervisedDataset`, planned from
@@ -125,7 +125,7 @@ def packing_efficiency(pack_lengths: Sequence[int], budget: int) -> float:
 
 
 def pack_samples(samples: Sequence[dict]) -> dict:
-    """Samples (1-D tensors as from `Processor.process_sample` / `SupervisedDataset`) to one packed row."""
+    """Samples (1-D tensors as from `Processor.encode` / `SupervisedDataset`) to one packed row."""
     if not samples:
         raise DataError("cannot pack an empty list of samples")
     lengths = [len(s["input_ids"]) for s in samples]
@@ -133,7 +133,6 @@ def pack_samples(samples: Sequence[dict]) -> dict:
         "input_ids": torch.cat([s["input_ids"] for s in samples]),
         "labels": torch.cat([s["labels"] for s in samples]),
         "attention_mask": torch.ones(sum(lengths), dtype=torch.long),
-        "position_ids": torch.cat([s["position_ids"].to(torch.float32) for s in samples]),
         "sequence_ids": torch.repeat_interleave(torch.arange(len(samples)), torch.tensor(lengths)),
         "pixel_values": _cat([s["pixel_values"] for s in samples]),
         "num_tiles": torch.cat([s["num_tiles"] for s in samples]),
@@ -152,12 +151,16 @@ def _cat(tensors: list[torch.Tensor]) -> torch.Tensor:
     return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
-MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "position_ids", "sequence_ids", "pixel_values")
+MODEL_INPUT_KEYS = ("input_ids", "attention_mask", "sequence_ids", "pixel_values")
 
 
 def model_inputs(batch: dict) -> dict:
-    """The keys of a (packed) batch that the model's forward takes."""
-    return {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}
+    """What the model's forward takes from a (packed) batch: the keys of MODEL_INPUT_KEYS, and
+    the per-image deltas as `delta` (the model computes the V2PE positions from them)."""
+    inputs = {key: batch[key] for key in MODEL_INPUT_KEYS if key in batch}
+    if "image_deltas" in batch:
+        inputs["delta"] = batch["image_deltas"]
+    return inputs
 
 
 class PackedDataset(torch.utils.data.Dataset):

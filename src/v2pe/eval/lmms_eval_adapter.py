@@ -25,7 +25,7 @@ legacy `register_model` registry, so `simple_evaluate(model="v2pe", ...)` works 
   string;
 * `loglikelihood`: log-probability of the continuation as the assistant's answer to the
   context (prompt tokens from the chat template, continuation tokens appended), in one forward
-  pass with V2PE positions, and whether greedy decoding would produce it;
+  pass (the model places the tokens with V2PE at the chat's delta), and whether greedy decoding would produce it;
 * delta: `delta=auto` picks the largest delta that fits the trained window, or a number.
 """
 
@@ -162,12 +162,11 @@ class V2PELMMs(lmms):
         input_ids = torch.cat([sample["input_ids"], torch.tensor(target, dtype=torch.long)])[None]
         mask = torch.ones_like(input_ids)
         delta = chat.resolve_delta(input_ids, mask, 0)
-        positions = processor.position_ids(input_ids, mask, delta)
         device = chat.model.device
         pixel_values = sample["pixel_values"].to(device=device, dtype=chat.model.dtype)
         with torch.inference_mode():
-            logits = chat.model(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device),
+            logits = chat.model(  # the model computes the V2PE positions at this delta
+                input_ids=input_ids.to(device), attention_mask=mask.to(device), delta=delta,
                 pixel_values=pixel_values if len(pixel_values) else None,
             ).logits[0].float()
         start = sample["input_ids"].shape[0]

@@ -3,8 +3,12 @@
 `InternVLForConditionalGeneration` (transformers >= 5) already evaluates RoPE at float
 position ids exactly. What V2PE needs on top is small:
 
-* positions: when none are passed, compute V2PE positions from the token ids with the
-  model's delta (`config.v2pe`);
+* positions: this is the one place that computes V2PE positions at run time (as Qwen2-VL's
+  `get_rope_index` does): from the token ids, the image markers of `config.v2pe` and what V2PE
+  needs beside them, a `delta` (one number, or one per image in row-major image order; the
+  checkpoint's `config.v2pe.delta` when None) and, for packed rows, `sequence_ids`. The
+  processor, the data layer, `Chat` and the lmms-eval adapter hand those over; explicit
+  `position_ids` are used as given;
 * a 2-D attention mask, always: without one (and without a cache) transformers' masking reads
   any position step other than 1 as the start of a new packed sequence and silently cuts
   attention between the visual tokens and everything before them;
@@ -46,9 +50,16 @@ class V2PEInternVLForConditionalGeneration(compat.GenerationHooks, InternVLForCo
         generator: torch.Generator | None = None,
         sequence_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """V2PE positions for these ids with the model's image markers; `delta` defaults to config."""
+        """V2PE positions, float32 [B, L], for these ids with the model's image markers.
+
+        delta: one number, "random" (with `generator`) or per-image deltas (a tensor in row-major
+            image order, float32 or wider); None: the checkpoint's `config.v2pe.delta`.
+        sequence_ids: for packed rows, a sample id per token; positions restart at each sample.
+        """
         settings = self.v2pe
         delta = settings.delta if delta is None else delta
+        if isinstance(delta, torch.Tensor) and delta.dtype in (torch.float16, torch.bfloat16):
+            raise PositionError(f"per-image deltas are {delta.dtype}; keep them float32 (DeepSpeed casts float inputs: list them among the kept keys)")
         if settings.image_start_token_id is None or settings.image_end_token_id is None:
             raise PositionError("config.v2pe has no image_start_token_id / image_end_token_id: cannot find images")
         return v2pe_position_ids(
@@ -61,14 +72,19 @@ class V2PEInternVLForConditionalGeneration(compat.GenerationHooks, InternVLForCo
             sequence_ids=sequence_ids,
         )
 
-    def forward(self, *args, sequence_ids: torch.Tensor | None = None, **kwargs):
+    def forward(self, *args, sequence_ids: torch.Tensor | None = None, delta: DeltaSpec | None = None, **kwargs):
         """The native forward, with the parameters of the installed transformers release, plus
-        `sequence_ids` [B, L] marking samples packed into one row."""
+        `sequence_ids` [B, L] marking samples packed into one row (positions restart at each
+        sample, attention stays inside it) and `delta` (see `v2pe_position_ids`). Without
+        `position_ids`, the V2PE positions of a prompt (no cache yet) are computed here."""
         arguments = compat.bind_forward_arguments(args, kwargs)
         input_ids, cache = arguments.get("input_ids"), compat.get_cache(arguments)
         arguments["attention_mask"] = _ensure_attention_mask(arguments.get("attention_mask"), input_ids, arguments.get("inputs_embeds"), cache)
         if arguments.get("position_ids") is None and input_ids is not None and _cache_length(cache) == 0:
-            arguments["position_ids"] = self.v2pe_position_ids(input_ids, arguments["attention_mask"], sequence_ids=sequence_ids)
+            arguments["position_ids"] = self.v2pe_position_ids(input_ids, arguments["attention_mask"], delta=delta, sequence_ids=sequence_ids)
+        elif delta is not None:
+            raise PositionError("delta places the images of input_ids in a prompt (no cache yet); with position_ids, "
+                                "inputs_embeds or a cache pass no delta")
         if sequence_ids is not None:
             arguments = self._packed_attention(sequence_ids, arguments)
         arguments["position_ids"] = _checked_positions(arguments.get("position_ids"))
@@ -113,6 +129,8 @@ class V2PEInternVLForConditionalGeneration(compat.GenerationHooks, InternVLForCo
                 arguments["attention_mask"] = torch.ones_like(input_ids)
             if arguments.get("position_ids") is None:
                 arguments["position_ids"] = self.v2pe_position_ids(input_ids, arguments["attention_mask"], delta=delta)
+            elif delta is not None:
+                raise PositionError("pass delta or position_ids, not both")
         elif delta is not None:
             raise PositionError("delta needs input_ids to place the images; pass position_ids with inputs_embeds")
         arguments["position_ids"] = _checked_positions(arguments.get("position_ids"))
@@ -124,7 +142,7 @@ class V2PEInternVLForConditionalGeneration(compat.GenerationHooks, InternVLForCo
 
 
 # transformers reads these signatures (e.g. whether forward takes position_ids or mm_encoder_outputs).
-V2PEInternVLForConditionalGeneration.forward.__signature__ = compat.signature_with("forward", "sequence_ids")
+V2PEInternVLForConditionalGeneration.forward.__signature__ = compat.signature_with("forward", "sequence_ids", "delta")
 V2PEInternVLForConditionalGeneration.generate.__signature__ = compat.signature_with("generate", "delta", "vision_batch_size")
 
 

@@ -1,4 +1,4 @@
-"""Images and conversations to model inputs: tiles, chat template, token ids, labels, V2PE positions."""
+"""Images and conversations to model inputs: tiles, chat template, token ids, labels (the model computes positions)."""
 
 from v2pe.processing.internlm2_tokenizer import load_tokenizer, save_converted_tokenizer
 from v2pe.processing.collate import collate

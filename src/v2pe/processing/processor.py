@@ -1,4 +1,5 @@
-"""Images + conversations -> model inputs, as InternVL builds them, with V2PE positions.
+"""Images + conversations -> model inputs, as InternVL builds them (no positions: the model
+computes V2PE positions from the token ids and the deltas it is given).
 
 Per sample (reference-spec 4.4, 3.6):
 * each image becomes tiles (`tiling`); the i-th `<image>` placeholder becomes
@@ -31,7 +32,6 @@ from PIL import Image
 
 from v2pe.errors import CheckpointError, ConfigError, DataError
 from v2pe.files import read_json_object
-from v2pe.positions import v2pe_position_ids
 from v2pe.processing.collate import collate
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
 from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
@@ -41,7 +41,7 @@ Conversation = Sequence[Mapping[str, str]]
 
 
 class Processor:
-    """Turns conversations and images into input_ids, labels, pixel values and V2PE positions."""
+    """Turns conversations and images into input_ids, labels and pixel values."""
 
     def __init__(
         self,
@@ -70,28 +70,18 @@ class Processor:
         self,
         conversations: Conversation | Sequence[Conversation] | str,
         images: Sequence[ImageInput] | Sequence[Sequence[ImageInput]] | None = None,
-        delta: float | str | torch.Tensor | Sequence[float] = 1.0,
-        generator: torch.Generator | None = None,
         sample_ids: Sequence[str] | None = None,
     ) -> dict[str, torch.Tensor]:
-        """A padded batch. One conversation (a list of turns, or a question string) with its
-        images, or a list of conversations with one image list each. `delta` as in
-        `v2pe_position_ids` (a per-image sequence runs over the batch's images in order)."""
+        """A right-padded batch. One conversation (a list of turns, or a question string) with
+        its images, or a list of conversations with one image list each."""
         batch_convs, batch_images = _as_batch(conversations, images)
         ids = sample_ids if sample_ids is not None else [None] * len(batch_convs)
         samples = [self.encode(c, i, sample_id=s) for c, i, s in zip(batch_convs, batch_images, ids, strict=True)]
-        batch = collate(samples, pad_token_id=self.pad_token_id)
-        batch["position_ids"] = self.position_ids(batch["input_ids"], batch["attention_mask"], delta, generator)
-        return batch
-
-    def process_sample(self, conversation: Conversation | str, images: Sequence[ImageInput] = (), delta=1.0, generator: torch.Generator | None = None, sample_id: str | None = None) -> dict[str, torch.Tensor]:
-        """One sample (1-D tensors) with its position_ids, ready for `collate`."""
-        sample = self.encode(conversation, images, sample_id=sample_id)
-        sample["position_ids"] = self.position_ids(sample["input_ids"], sample["attention_mask"], delta, generator)[0]
-        return sample
+        return collate(samples, pad_token_id=self.pad_token_id)
 
     def encode(self, conversation: Conversation | str, images: Sequence[ImageInput] = (), sample_id: str | None = None) -> dict[str, torch.Tensor]:
-        """One sample without positions: input_ids, attention_mask, labels, pixel_values, num_tiles."""
+        """One sample (1-D tensors, ready for `collate`): input_ids, attention_mask, labels,
+        pixel_values, num_tiles."""
         images = _image_list(images)
         conversation = add_missing_image_placeholder(_as_conversation(conversation), len(images))
         system, turns = parse_conversation(conversation, sample_id)
@@ -128,10 +118,6 @@ class Processor:
             in_answer[start:end] = True
         labelled = (offsets[:, 1] > offsets[:, 0]) & in_answer[offsets[:, 0]]  # empty spans: BOS and other added tokens
         return ids.tolist(), np.where(labelled, ids, IGNORE_INDEX).tolist()
-
-    def position_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, delta=1.0, generator: torch.Generator | None = None) -> torch.Tensor:
-        """V2PE positions, float32 [B, L]."""
-        return v2pe_position_ids(input_ids, attention_mask, image_start_id=self.image_start_id, image_end_id=self.image_end_id, delta=delta, generator=generator)
 
     def _check_length(self, length: int, sample_id: str | None) -> None:
         if self.max_length is not None and length > self.max_length:

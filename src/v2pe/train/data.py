@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from v2pe.data.dataset import SupervisedDataset
 from v2pe.data.packing import PackedDataset, model_inputs
 from v2pe.files import read_json_object, write_json_file
@@ -64,9 +62,10 @@ def build_dataset(config: TrainConfig, processor, args=None):
 class TrainCollator:
     """Batches for `V2PETrainer`: model inputs, and `shift_labels` / `shift_weights`.
 
-    Positions come from the dataset (float32, per-sample random deltas) and are kept as they
-    are. Targets are shifted here, on whole rows, so that sequence parallelism can shard them
-    like the tokens. A prediction across a packed-sample boundary is never scored.
+    The per-image deltas come from the dataset (drawn per sample, float32) and go to the model
+    as `delta`: the model computes the positions. Targets are shifted here, on whole rows, so
+    that sequence parallelism can shard them like the tokens. A prediction across a
+    packed-sample boundary is never scored.
     """
 
     def __init__(self, pad_token_id: int, loss_reduction: str = "token"):
@@ -80,7 +79,6 @@ class TrainCollator:
 def finish_batch(batch: dict, loss_reduction: str) -> dict:
     """Model inputs + shifted targets and weights (+ `skipped` counts for reporting)."""
     out = model_inputs(batch)
-    out["position_ids"] = out["position_ids"].to(torch.float32)
     out["shift_labels"], out["shift_weights"] = shift_targets(batch["labels"], batch.get("sequence_ids"), loss_reduction)
     out["skipped"] = batch.get("skipped", {})
     return out

@@ -3,8 +3,10 @@
 The `sequence_parallel_size` consecutive ranks of a group share one packed row. The vision tower
 runs on every rank of the group (all the row's tiles), the image features are merged into
 the token embeddings as usual, and then a forward pre-hook on the language model keeps only
-this rank's tokens: the embeddings *and their V2PE positions*, sharded with the same index
-(positions are never recomputed per shard: a shard does not know where its images start).
+this rank's tokens: the embeddings *and their V2PE positions*, sharded with the same index.
+The positions of the whole row are computed by the model (`v2pe_position_ids`, from the ids,
+the per-image deltas and `sequence_ids`) before the row is padded and sharded: a shard alone
+does not know where its images start.
 The labels and loss weights, shifted for next-token prediction on the whole row first, are
 sharded with that same index in the trainer. Attention is swapped through transformers'
 `AttentionInterface` registry, never by editing the modeling code:
@@ -277,9 +279,17 @@ def _ring_attention(module, query, key, value, attention_mask, scaling=None, dro
 # per-batch preparation (called by the trainer)
 
 
-def prepare_batch(sp: SequenceParallel, batch: dict[str, torch.Tensor], pad_token_id: int) -> dict[str, torch.Tensor]:
-    """Pad the row, compute this rank's shard index, shard the targets; the model inputs stay
-    whole (the language-model hook shards embeddings and positions after the image merge)."""
+def prepare_batch(sp: SequenceParallel, batch: dict[str, torch.Tensor], pad_token_id: int, model=None) -> dict[str, torch.Tensor]:
+    """The whole row's positions from `model` (unless the batch has `position_ids`; its `delta`
+    is used up), then pad the row, compute this rank's shard index and shard the targets; the
+    model inputs stay whole (the language-model hook shards embeddings and positions after the
+    image merge)."""
+    batch = dict(batch)
+    delta = batch.pop("delta", None)
+    if "position_ids" not in batch:
+        if model is None:
+            raise ValueError("prepare_batch needs the model to compute the row's positions (or position_ids in the batch)")
+        batch["position_ids"] = model.v2pe_position_ids(batch["input_ids"], batch["attention_mask"], delta=delta, sequence_ids=batch["sequence_ids"])
     batch = pad_row(batch, sp.size, sp.backend, pad_token_id)
     index = shard_index(batch["sequence_ids"], sp.size, sp.rank, sp.backend).to(batch["input_ids"].device)
     sp.index, sp.sequence_ids, sp.attention_mask = index, batch["sequence_ids"], batch["attention_mask"]

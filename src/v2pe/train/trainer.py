@@ -5,8 +5,9 @@ What it changes in `transformers.Trainer`:
 
 * `compute_loss`: the weighted loss of `v2pe.train.loss` on pre-shifted targets; with sequence
   parallelism the row is padded and sharded first (`v2pe.train.sequence_parallel`);
-* `_prepare_inputs`: DeepSpeed would cast every floating input to its dtype (bf16 turns position
-  1000.25 into 1000.0): positions and loss weights stay float32;
+* `_prepare_inputs`: DeepSpeed would cast every floating input to its dtype (bf16 turns a delta
+  of 0.1 into 0.10009765625, and position 1000.25 into 1000.0): the per-image deltas, explicit
+  positions and loss weights stay float32;
 * `_save_checkpoint`: written to a staging folder, fsynced and renamed (`v2pe.train.checkpoint`);
   a write that fails (full disk, read-only folder) removes the staged copy and is one clear
   `CheckpointError`; the log is always written at a save step, so a checkpoint's log history
@@ -39,7 +40,7 @@ from v2pe.train import checkpoint as atomic
 from v2pe.train import sequence_parallel as spmod
 from v2pe.train.loss import weighted_cross_entropy
 
-FLOAT32_KEYS = ("position_ids", "shift_weights")
+FLOAT32_KEYS = ("delta", "position_ids", "shift_weights")
 
 
 class V2PETrainer(Trainer):
@@ -78,7 +79,7 @@ class V2PETrainer(Trainer):
         if sp is not None and sp.size > 1:
             if "sequence_ids" not in inputs:
                 inputs["sequence_ids"] = torch.zeros_like(inputs["input_ids"])
-            inputs = spmod.prepare_batch(sp, inputs, self.pad_token_id)
+            inputs = spmod.prepare_batch(sp, inputs, self.pad_token_id, self.accelerator.unwrap_model(model))
             self._tokens += float(inputs["attention_mask"].sum()) / sp.size
             labels, weights = inputs.pop("shift_labels"), inputs.pop("shift_weights")
             inputs.pop("sequence_ids")  # the language-model hook builds the attention layout
