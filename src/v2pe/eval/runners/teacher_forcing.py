@@ -5,8 +5,8 @@ token at every answer position (no generation), as the official MM-NIAH long eva
 The sample is encoded as a training sample, `[human: prompt, gpt: answer]`, as the official
 script's `preprocess_internlm` does (values stripped, the chat template's answer followed by
 its end-of-turn token). The answer tokens are the labelled ones (answer + end-of-turn); the
-prompt is everything before them. Positions are V2PE positions of the whole sequence with the
-chat's delta, float32.
+prompt is everything before them. Positions are the model's V2PE positions of the whole sequence
+(`model.v2pe_position_ids`) with the chat's delta, float32, handed to both passes.
 
 Computation, so that a 1M-token prompt costs what generating one token costs: the prompt is
 prefilled by `model.generate(max_new_tokens=1)` (chunked prefill and batched vision encoding
@@ -40,7 +40,6 @@ def teacher_forced_reply(chat, prompt: str, answer: str, images) -> ForcedReply:
     import torch
 
     from v2pe.model import compat
-    from v2pe.positions import v2pe_position_ids
 
     processor, model = chat.processor, chat.model
     encoded = processor.encode([{"from": "human", "value": prompt}, {"from": "gpt", "value": answer}], list(images))
@@ -52,7 +51,7 @@ def teacher_forced_reply(chat, prompt: str, answer: str, images) -> ForcedReply:
     ids = ids[: start + count][None]
     mask = torch.ones_like(ids)
     delta = chat.resolve_delta(ids[:, :start], mask[:, :start], count)
-    positions = v2pe_position_ids(ids, mask, image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=delta)
+    positions = model.v2pe_position_ids(ids, mask, delta=delta)  # the whole sequence's, as the official single pass
     device = model.device
     pixel_values = encoded["pixel_values"].to(device=device, dtype=model.dtype)
     settings = {"do_sample": False, "max_new_tokens": 1, "return_dict_in_generate": True, "output_logits": True,
