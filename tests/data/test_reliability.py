@@ -62,7 +62,7 @@ def truncated(tmp_path, synthetic_dir):
 
 def test_stats_and_training_agree_on_truncated_images(truncated, processor):
     meta, annotation = truncated
-    from v2pe.data.lengths import image_size
+    from v2pe.processing.tiling import image_size
 
     assert image_size(annotation.parent / "images/t.png") == (300, 200)  # the header alone reads fine
     stats = collect_stats(meta, processor)

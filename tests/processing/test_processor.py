@@ -111,6 +111,17 @@ def test_official_fixture_inputs_and_positions(internvl2_tiny_dir, solid_image):
         assert torch.equal(default.long(), stored[f"{name}.default.position_ids"]), name
 
 
+def test_plan_is_encode_without_the_pixels(small_processor, solid_image, tmp_path, monkeypatch):
+    path = tmp_path / "wide.png"
+    solid_image(896, 448).save(path)  # 2 tiles + thumbnail
+    conversation = [{"from": "human", "value": "<image>\nWhat?"}, {"from": "gpt", "value": "Red."}]
+    encoded = small_processor.encode(conversation, [path])
+    monkeypatch.setattr("v2pe.processing.processor.load_image", lambda image: pytest.fail("plan decodes no image"))
+    plan = small_processor.plan(conversation, [path])
+    assert plan.input_ids == encoded["input_ids"].tolist() and plan.labels == encoded["labels"].tolist()
+    assert plan.num_tiles == (3,) and plan.image_tokens == 3 * 4 + 2
+
+
 def test_text_only_sample(processor):
     batch = processor([{"from": "human", "value": "hello"}])
     assert batch["pixel_values"].shape == (0, 3, 448, 448)

@@ -1,8 +1,8 @@
 """Exact sample lengths without pixel work, and length histograms.
 
-`LengthMeter.measure` follows `Processor.encode` step by step (placeholder rule, template,
-tiles per image, tokenisation with the real tokenizer) but reads only each image's size from
-its file header instead of decoding and normalising tiles, so it returns exactly
+`LengthMeter.measure` is `Processor.plan` (what `Processor.encode` decides before the pixels:
+placeholder rule, template, tiles per image, tokenisation with the real tokenizer) with each
+image's tile count read from its file header once and cached, so it returns exactly
 `len(processor.encode(...)["input_ids"])` at a fraction of the cost. Builders use it to hit
 target lengths; the packer uses it to plan packs before loading any pixels.
 """
@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from os import PathLike
-from pathlib import Path
 
 from PIL import Image
 
@@ -37,20 +36,6 @@ class SampleLength:
     num_tiles: tuple[int, ...]
 
 
-def image_size(image: str | PathLike | Image.Image) -> tuple[int, int]:
-    """(width, height) from the file header; DataError for a missing or unreadable file."""
-    if isinstance(image, Image.Image):
-        return image.size
-    path = Path(image)
-    try:
-        with Image.open(path) as opened:
-            return opened.size
-    except FileNotFoundError as err:
-        raise DataError(f"image file not found: {path}") from err
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DataError(f"cannot read image {path}: {err}") from err
-
-
 class LengthMeter:
     """Exact token counts for a Processor's settings (tokenizer, template, tiling)."""
 
@@ -61,14 +46,11 @@ class LengthMeter:
 
     def tiles(self, image: str | PathLike | Image.Image) -> int:
         """Tiles `image_to_tiles` makes for this image (thumbnail included)."""
-        from v2pe.processing.tiling import num_tiles_for_size
-
         p = self.processor
         key = None if isinstance(image, Image.Image) else (str(image), p.min_tiles, p.max_tiles, p.use_thumbnail, p.tile_size)
         if key is not None and key in self._tiles:
             return self._tiles[key]
-        width, height = image_size(image)
-        count = num_tiles_for_size(width, height, p.min_tiles, p.max_tiles, p.use_thumbnail, p.tile_size)
+        count = p.num_tiles(image)
         if key is not None:
             self._tiles[key] = count
         return count
@@ -87,24 +69,11 @@ class LengthMeter:
         return self._text[text]
 
     def measure(self, conversation: Sequence[Mapping[str, str]] | str, images: Sequence = (), sample_id: str | None = None) -> SampleLength:
-        """Exactly the token counts of `processor.encode(conversation, images)`."""
-        from v2pe.processing.processor import add_missing_image_placeholder, check_image_count, expand_image_placeholders
-        from v2pe.processing.templates import parse_conversation, render
-
-        p = self.processor
-        images = list(images)
-        if isinstance(conversation, str):
-            conversation = [{"from": "human", "value": conversation}]
-        conversation = add_missing_image_placeholder(conversation, len(images))
-        system, turns = parse_conversation(conversation, sample_id)
-        check_image_count(turns, len(images), sample_id)
-        num_tiles = tuple(self.tiles(image) for image in images)
-        segments = render(p.template, turns, system, p.tokenizer)
-        text, spans = expand_image_placeholders(segments, [p.image_tokens(n) for n in num_tiles])
-        ids, labels = p.tokenize_with_labels(text, spans)
-        image_tokens = sum(p.tokens_per_tile * n + 2 for n in num_tiles)
-        labelled = sum(1 for label in labels if label != IGNORE_INDEX)
-        return SampleLength(len(ids), len(ids) - image_tokens, image_tokens, labelled, len(images), num_tiles)
+        """Exactly the token counts of `processor.encode(conversation, images)`: its `plan`."""
+        plan = self.processor.plan(conversation, images, sample_id, tiles=self.tiles)
+        total = len(plan.input_ids)
+        labelled = sum(1 for label in plan.labels if label != IGNORE_INDEX)
+        return SampleLength(total, total - plan.image_tokens, plan.image_tokens, labelled, len(plan.num_tiles), plan.num_tiles)
 
     def measure_text(self, text: str, images: Sequence = ()) -> SampleLength:
         """Token counts of a bare text with `<image>` placeholders (no template, no BOS): the

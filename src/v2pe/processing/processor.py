@@ -22,7 +22,8 @@ images concatenated in sample order).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path
 
@@ -34,10 +35,25 @@ from v2pe.errors import CheckpointError, ConfigError, DataError
 from v2pe.files import read_json_object
 from v2pe.processing.collate import collate
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
-from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_to_pixel_values, load_image, num_tiles_for_size
+from v2pe.processing.tiling import TILE_SIZE, ImageInput, image_size, image_to_pixel_values, load_image, num_tiles_for_size
 from v2pe.tokens import IGNORE_INDEX, IMAGE_PLACEHOLDER, IMG_CONTEXT, IMG_END, IMG_START
 
 Conversation = Sequence[Mapping[str, str]]
+
+
+@dataclass(frozen=True)
+class SamplePlan:
+    """A sample's tokens without its pixels (`Processor.plan`)."""
+
+    input_ids: list[int]
+    labels: list[int]
+    num_tiles: tuple[int, ...]
+    tokens_per_tile: int
+
+    @property
+    def image_tokens(self) -> int:
+        """Tokens of the `<img> ... </img>` spans, markers included."""
+        return sum(self.tokens_per_tile * n + 2 for n in self.num_tiles)
 
 
 class Processor:
@@ -81,27 +97,45 @@ class Processor:
 
     def encode(self, conversation: Conversation | str, images: Sequence[ImageInput] = (), sample_id: str | None = None) -> dict[str, torch.Tensor]:
         """One sample (1-D tensors, ready for `collate`): input_ids, attention_mask, labels,
-        pixel_values, num_tiles."""
+        pixel_values, num_tiles. `plan` with the decoded images, then the pixels."""
+        decoded = []
+
+        def tiles(image) -> int:  # decode once; the tiles come from the size alone
+            decoded.append(load_image(image))
+            return self.num_tiles(decoded[-1])
+
+        plan = self.plan(conversation, images, sample_id, tiles=tiles)
+        self._check_length(len(plan.input_ids), sample_id)  # an over-long sample fails before any pixel work
+        pixels = [image_to_pixel_values(img, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size) for img in decoded]
+        return {
+            "input_ids": torch.tensor(plan.input_ids, dtype=torch.long),
+            "attention_mask": torch.ones(len(plan.input_ids), dtype=torch.long),
+            "labels": torch.tensor(plan.labels, dtype=torch.long),
+            "pixel_values": torch.cat(pixels) if pixels else torch.zeros(0, 3, self.tile_size, self.tile_size),
+            "num_tiles": torch.tensor(plan.num_tiles, dtype=torch.long),
+        }
+
+    def plan(self, conversation: Conversation | str, images: Sequence[ImageInput] = (), sample_id: str | None = None,
+             tiles: Callable[[ImageInput], int] | None = None) -> SamplePlan:
+        """Everything `encode` decides before the pixels, and nothing else: the placeholder rule,
+        the template, the tiles per image and the tokenisation with labels. `tiles(image)` gives
+        an image's tile count (default `num_tiles`, which reads only the file header), so
+        `len(plan(...).input_ids)` is the exact length of `encode(...)` without pixel work: what
+        builders and the packer plan with (`v2pe.data.lengths.LengthMeter` caches the tiles)."""
         images = _image_list(images)
         conversation = add_missing_image_placeholder(_as_conversation(conversation), len(images))
         system, turns = parse_conversation(conversation, sample_id)
         check_image_count(turns, len(images), sample_id)
-        images = [load_image(img) for img in images]
-        # Tile counts come from image sizes alone, so an over-long sample fails before any pixel work.
-        num_tiles = [num_tiles_for_size(img.width, img.height, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size) for img in images]
+        num_tiles = tuple((tiles or self.num_tiles)(image) for image in images)
         segments = render(self.template, turns, system, self.tokenizer)
         text, answer_spans = expand_image_placeholders(segments, [self.image_tokens(n) for n in num_tiles])
         input_ids, labels = self.tokenize_with_labels(text, answer_spans)
-        self._check_length(len(input_ids), sample_id)
-        tiles = [image_to_pixel_values(img, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size) for img in images]
-        pixel_values = torch.cat(tiles) if tiles else torch.zeros(0, 3, self.tile_size, self.tile_size)
-        return {
-            "input_ids": torch.tensor(input_ids, dtype=torch.long),
-            "attention_mask": torch.ones(len(input_ids), dtype=torch.long),
-            "labels": torch.tensor(labels, dtype=torch.long),
-            "pixel_values": pixel_values,
-            "num_tiles": torch.tensor(num_tiles, dtype=torch.long),
-        }
+        return SamplePlan(input_ids, labels, num_tiles, self.tokens_per_tile)
+
+    def num_tiles(self, image: ImageInput) -> int:
+        """Tiles of an image (thumbnail included), from its size alone (a file's header)."""
+        width, height = image_size(image)
+        return num_tiles_for_size(width, height, self.min_tiles, self.max_tiles, self.use_thumbnail, self.tile_size)
 
     def image_tokens(self, num_tiles: int) -> str:
         """The text an image of num_tiles tiles stands for."""

@@ -61,6 +61,22 @@ def load_image(image: ImageInput) -> Image.Image:
         raise DataError(f"cannot read image {path}: {err}") from err
 
 
+def image_size(image: ImageInput) -> tuple[int, int]:
+    """(width, height) from the file header (no decode); DataError for a missing or unreadable file."""
+    if isinstance(image, Image.Image):
+        return image.size
+    if isinstance(image, VideoFrame):
+        return image.load().size
+    path = Path(image)
+    try:
+        with Image.open(path) as opened:
+            return opened.size
+    except FileNotFoundError as err:
+        raise DataError(f"image file not found: {path}") from err
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DataError(f"cannot read image {path}: {err}") from err
+
+
 def image_to_tiles(image: ImageInput, min_tiles: int = 1, max_tiles: int = 12, use_thumbnail: bool = True, tile_size: int = TILE_SIZE) -> list[Image.Image]:
     """The official `dynamic_preprocess`: row-major crops of the best grid, then the thumbnail."""
     rgb, columns, rows, resized = _resized_to_grid(image, min_tiles, max_tiles, tile_size)
