@@ -29,6 +29,10 @@ class DataError(V2PEError):
     """Malformed annotation files, missing images, bad samples."""
 
 
+class SampleTooLongError(DataError):
+    """A sample with more tokens than the processor's max_length (samples are never truncated)."""
+
+
 class OutputError(V2PEError):
     """An output file or folder that cannot be written (a file in the way, read-only, disk full)."""
 

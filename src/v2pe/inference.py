@@ -22,6 +22,7 @@ worded exactly like the stripped training text.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import threading
 import warnings
 from collections.abc import Iterator, Sequence
@@ -92,6 +93,11 @@ class Chat:
         processor = Processor.from_pretrained(path, **({"max_tiles": int(max_tiles)} if max_tiles is not None else {}))
         model = load_model(path, dtype=dtype, device=device)
         return cls(model, processor, delta=delta, window=None if window is None else int(window), **chat_options)
+
+    def with_tiles(self, max_tiles: int) -> Chat:
+        """A copy whose processor has this tile limit, with a fresh history (self when it has it already)."""
+        processor = self.processor.with_tiles(max_tiles)
+        return self if processor is self.processor else dataclasses.replace(self, processor=processor, history=[])
 
     def ask(self, question: str, images: Sequence = (), history: Sequence[dict] | None = None, **generate_kwargs) -> str:
         """One answer; the exchange is appended to `self.history` (pass history=[] to start fresh)."""

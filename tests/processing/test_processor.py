@@ -287,3 +287,28 @@ def test_expand_image_placeholders_checks_the_count():
 
     with pytest.raises(DataError, match="2 `<image>` placeholders but 1 images"):
         expand_image_placeholders([Segment("<image><image>", False)], ["<img></img>"])
+
+
+def test_settings_are_immutable_and_with_tiles_copies(small_processor):
+    import copy
+    import dataclasses
+
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        small_processor.template = "tokenizer"
+    with pytest.warns(DeprecationWarning, match="with_tiles"):  # until the last caller switches to with_tiles
+        copy.copy(small_processor).max_tiles = 2
+    fewer = small_processor.with_tiles(2)
+    assert (fewer.max_tiles, fewer.min_tiles, small_processor.max_tiles) == (2, 1, 12)
+    assert fewer.image_start_id == small_processor.image_start_id and fewer.tokenizer is small_processor.tokenizer
+    assert small_processor.with_tiles(12) is small_processor
+    single = dataclasses.replace(small_processor, min_tiles=4).with_tiles(1)
+    assert (single.min_tiles, single.max_tiles) == (1, 1)
+    with pytest.raises(ConfigError, match="min_tiles <= max_tiles"):
+        dataclasses.replace(small_processor, max_tiles=0)
+
+
+def test_an_over_long_sample_is_its_own_error_type(tokenizer):
+    from v2pe.errors import SampleTooLongError
+
+    with pytest.raises(SampleTooLongError, match="more than max_length=3"):
+        Processor(tokenizer, max_length=3).encode("a question longer than three tokens")

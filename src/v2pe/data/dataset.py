@@ -25,7 +25,6 @@ an `image_count_mismatch` SampleError naming file, line and id (skipped and coun
 
 from __future__ import annotations
 
-import copy
 import io
 import random
 from collections.abc import Sequence
@@ -54,7 +53,7 @@ from v2pe.data.annotations import (
     sample_byte_limit,
 )
 from v2pe.data.lengths import LengthMeter
-from v2pe.errors import ConfigError, DataError
+from v2pe.errors import ConfigError, DataError, SampleTooLongError
 from v2pe.positions import DEFAULT_DELTA_CHOICES, TRAINING_DELTA_WORDS, parse_delta, resolve_deltas
 from v2pe.processing.tiling import load_image
 
@@ -71,16 +70,12 @@ def sample_generator(seed: int, index: int) -> torch.Generator:
 
 
 def processor_for_dataset(processor, spec: DatasetSpec):
-    """The processor with a dataset's tile overrides (`dynamic_image_size`, `max_dynamic_patch`)."""
-    if spec.dynamic_image_size is None and spec.max_dynamic_patch is None:
-        return processor
-    derived = copy.copy(processor)
+    """The processor with a dataset's tile overrides (`dynamic_image_size`, `max_dynamic_patch`): a copy."""
     if spec.dynamic_image_size is False:
-        derived.min_tiles = derived.max_tiles = 1
-    elif spec.max_dynamic_patch is not None:
-        derived.max_tiles = spec.max_dynamic_patch
-        derived.min_tiles = min(derived.min_tiles, derived.max_tiles)
-    return derived
+        return processor.with_tiles(max_tiles=1, min_tiles=1)
+    if spec.max_dynamic_patch is not None:
+        return processor.with_tiles(max_tiles=spec.max_dynamic_patch)
+    return processor
 
 
 def training_conversation(sample: Sample) -> list[dict]:
@@ -258,7 +253,7 @@ class SupervisedDataset(torch.utils.data.Dataset):
         try:
             item = source.processor.encode(conversation, images, sample_id=sample.id)
         except DataError as err:
-            reason = TOO_LONG if "max_length" in str(err) else INVALID_CONVERSATION
+            reason = TOO_LONG if isinstance(err, SampleTooLongError) else INVALID_CONVERSATION
             field_name = "conversations"
             raise SampleError(str(err), reason, sample.where(field_name)) from err
         item["image_deltas"] = deltas.to(torch.float32)  # the model computes the positions from them

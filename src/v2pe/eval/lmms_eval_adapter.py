@@ -89,9 +89,7 @@ class V2PELMMs(lmms):
 
             chat = Chat.from_pretrained(pretrained, delta=delta, window=window, dtype=dtype, device=device, max_tiles=max_tiles)
         elif max_tiles is not None:
-            from v2pe.eval.runners.base import chat_for_tiles
-
-            chat = chat_for_tiles(chat, int(max_tiles), {})  # a copy: the caller's Chat is left as it is
+            chat = chat.with_tiles(int(max_tiles))  # a copy: the caller's Chat is left as it is
         self.chat = chat
         self.default_max_new_tokens = int(max_new_tokens)
         self.batch_size_per_gpu = int(batch_size)

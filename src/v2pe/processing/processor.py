@@ -23,15 +23,18 @@ images concatenated in sample order).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+import dataclasses
+import warnings
+from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from v2pe.errors import CheckpointError, ConfigError, DataError
+from v2pe.errors import CheckpointError, ConfigError, DataError, SampleTooLongError
 from v2pe.files import read_json_object
 from v2pe.processing.collate import collate
 from v2pe.processing.templates import TEMPLATES, Segment, Turn, is_prompt, parse_conversation, render
@@ -56,31 +59,61 @@ class SamplePlan:
         return sum(self.tokens_per_tile * n + 2 for n in self.num_tiles)
 
 
-class Processor:
-    """Turns conversations and images into input_ids, labels and pixel values."""
+#: Settings that a copy (copy.copy) may still have assigned, with a DeprecationWarning, until
+#: the last caller (`v2pe.eval.runners.base.chat_for_tiles`) uses `with_tiles`; then none.
+_TRANSITIONAL_SETTINGS = ("min_tiles", "max_tiles")
 
-    def __init__(
-        self,
-        tokenizer,
-        template: str = "internlm2-chat",
-        tokens_per_tile: int = 256,
-        min_tiles: int = 1,
-        max_tiles: int = 12,
-        use_thumbnail: bool = True,
-        max_length: int | None = None,
-        tile_size: int = TILE_SIZE,
-    ):
-        _check_settings(template, tokens_per_tile, min_tiles, max_tiles, max_length)
-        if not getattr(tokenizer, "is_fast", False):
+
+@dataclass(eq=False)
+class Processor:
+    """Turns conversations and images into input_ids, labels and pixel values.
+
+    Its settings are fixed once made (checked at construction; assigning one raises
+    FrozenInstanceError): a different tile limit is a copy, `with_tiles(max_tiles)`, or
+    `dataclasses.replace(processor, ...)`."""
+
+    tokenizer: Any
+    template: str = "internlm2-chat"
+    tokens_per_tile: int = 256
+    min_tiles: int = 1
+    max_tiles: int = 12
+    use_thumbnail: bool = True
+    max_length: int | None = None
+    tile_size: int = TILE_SIZE
+    # derived from the tokenizer
+    image_start_id: int = field(init=False, repr=False)
+    image_end_id: int = field(init=False, repr=False)
+    image_context_id: int = field(init=False, repr=False)
+    pad_token_id: int = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_settings(self.template, self.tokens_per_tile, self.min_tiles, self.max_tiles, self.max_length)
+        if not getattr(self.tokenizer, "is_fast", False):
             raise ConfigError("Processor needs a fast tokenizer (it reads character offsets to place labels)")
-        self.tokenizer = tokenizer
-        self.template = template
-        self.tokens_per_tile = tokens_per_tile
-        self.min_tiles, self.max_tiles, self.use_thumbnail = min_tiles, max_tiles, use_thumbnail
-        self.max_length = max_length
-        self.tile_size = tile_size
-        self.image_start_id, self.image_end_id, self.image_context_id = (_token_id(tokenizer, t) for t in (IMG_START, IMG_END, IMG_CONTEXT))
-        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        derived = dict(zip(("image_start_id", "image_end_id", "image_context_id"), (_token_id(self.tokenizer, t) for t in (IMG_START, IMG_END, IMG_CONTEXT))))
+        derived["pad_token_id"] = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "_made", True)
+
+    def __setattr__(self, name: str, value) -> None:
+        if not self.__dict__.get("_made"):  # __init__ and __post_init__
+            object.__setattr__(self, name, value)
+        elif name in _TRANSITIONAL_SETTINGS:
+            warnings.warn(f"assigning Processor.{name} is deprecated and will fail: use processor.with_tiles(...)", DeprecationWarning, stacklevel=2)
+            object.__setattr__(self, name, value)
+        else:
+            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: a Processor's settings are fixed; "
+                                                  "make a copy with with_tiles(...) or dataclasses.replace(...)")
+
+    def with_tiles(self, max_tiles: int | None = None, min_tiles: int | None = None, use_thumbnail: bool | None = None) -> Processor:
+        """A copy with another tile limit (min_tiles lowered to max_tiles when above it); self when nothing changes."""
+        max_tiles = self.max_tiles if max_tiles is None else int(max_tiles)
+        min_tiles = min(self.min_tiles if min_tiles is None else int(min_tiles), max_tiles)
+        use_thumbnail = self.use_thumbnail if use_thumbnail is None else use_thumbnail
+        if (max_tiles, min_tiles, use_thumbnail) == (self.max_tiles, self.min_tiles, self.use_thumbnail):
+            return self
+        return dataclasses.replace(self, max_tiles=max_tiles, min_tiles=min_tiles, use_thumbnail=use_thumbnail)
 
     def __call__(
         self,
@@ -156,7 +189,7 @@ class Processor:
     def _check_length(self, length: int, sample_id: str | None) -> None:
         if self.max_length is not None and length > self.max_length:
             where = f"sample {sample_id}" if sample_id is not None else "sample"
-            raise DataError(f"{where} has {length} tokens, more than max_length={self.max_length} (samples are never truncated; drop it or raise max_length)")
+            raise SampleTooLongError(f"{where} has {length} tokens, more than max_length={self.max_length} (samples are never truncated; drop it or raise max_length)")
 
     @classmethod
     def from_pretrained(cls, path: str | PathLike, tokenizer=None, **overrides) -> Processor:
