@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extras = parser.parse_known_args(argv)
+    if extras:  # only a verb that takes `--section.key value` overrides (train) accepts more
+        if not getattr(args, "takes_overrides", False):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.overrides = extras
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("default")

@@ -39,17 +39,9 @@ def register(subparsers) -> None:
         action="store_true",
         help="resume the checkpoint's weights and progress with a fresh optimizer (for a checkpoint without optimizer.pt)",
     )
-    parser.set_defaults(handler=run, overrides=[])
-    # `--section.key value` pairs are not argparse options: this parser hands them over as
-    # `args.overrides` (checked against the recipe's dataclasses) instead of rejecting them.
-    parser.__class__ = _OverrideParser
-
-
-class _OverrideParser(argparse.ArgumentParser):
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        namespace.overrides = list(getattr(namespace, "overrides", [])) + list(extras)
-        return namespace, []
+    # `--section.key value` pairs are not argparse options: `v2pe.cli.main` hands them to this
+    # verb as `args.overrides` (checked against the recipe's dataclasses when it is loaded).
+    parser.set_defaults(handler=run, overrides=[], takes_overrides=True)
 
 
 def run(args) -> int:

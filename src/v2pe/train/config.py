@@ -5,8 +5,8 @@ packaged recipes live in `v2pe/train/recipes/` and are named without the extensi
 (`debug`, `internvl2-2b-32k`, `internvl2-2b-256k`). A recipe may start from another with
 `base: NAME-OR-PATH`; its sections are merged key by key over the base.
 
-Every value is checked against its field's type when the recipe is read and again for each
-`--section.key value` override, and impossible combinations (a sequence-parallel size that
+Every value is checked against its field's type (by pydantic, against the section dataclasses)
+when the recipe is read and again after the `--section.key value` overrides, and impossible combinations (a sequence-parallel size that
 does not divide the world size, the ring backend without CUDA, bf16 on a CPU without bf16,
 packing without a token budget, ...) fail at load time with a `ConfigError` that names the
 key and the fix. Nothing is silently ignored: an unknown key is an error with a suggestion.
@@ -251,7 +251,8 @@ def _cpu_has_bf16() -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# loading
+# loading: YAML recipes (with `base`) and `--section.key value` overrides. Names are checked
+# here (with a suggestion); values are typed by pydantic against the section dataclasses.
 
 
 def list_recipes() -> list[str]:
@@ -279,13 +280,14 @@ def load_recipe(
 ) -> TrainConfig:
     """Read a recipe, apply overrides (a {dotted.key: value} mapping or ["--a.b", "v", ...]), validate."""
     path = recipe_path(name_or_path)
-    raw = _read_with_bases(path, seen=())
-    config = config_from_dict(raw, source=str(path))
-    config.name = path.stem if path.parent == RECIPES_DIR else str(path)
+    config = config_from_dict(_read_with_bases(path, seen=()), source=str(path))
     if overrides:
         pairs = parse_override_args(overrides) if _is_arg_list(overrides) else dict(overrides)
+        tree = config.to_dict()
         for key, value in pairs.items():
-            apply_override(config, key, value)
+            _set_dotted(tree, key, value)
+        config = config_from_dict(tree, source="override")
+    config.name = path.stem if path.parent == RECIPES_DIR else str(path)
     if validate_config:
         config.validate(env)
     return config
@@ -320,30 +322,33 @@ def _read_with_bases(path: Path, seen: tuple[Path, ...]) -> dict:
 
 
 def config_from_dict(raw: Mapping[str, Any], source: str = "config") -> TrainConfig:
-    """Build a TrainConfig from nested mappings, type-checking every value."""
-    unknown = [k for k in raw if k not in SECTIONS]
-    if unknown:
-        raise ConfigError(f"{source}: unknown section {unknown[0]!r}{_suggest(unknown[0], SECTIONS)} (sections: {list(SECTIONS)})")
-    config = TrainConfig()
+    """A TrainConfig from nested mappings: unknown names are a ConfigError with a suggestion,
+    values are checked against the field types (one ConfigError naming the key)."""
+    from pydantic import TypeAdapter, ValidationError
+
     for section, values in raw.items():
-        if values is None:
-            continue
-        if not isinstance(values, Mapping):
+        if section not in SECTIONS:
+            raise ConfigError(f"{source}: unknown section {section!r}{_suggest(section, SECTIONS)} (sections: {list(SECTIONS)})")
+        if values is not None and not isinstance(values, Mapping):
             raise ConfigError(f"{source}: section {section!r} must be a mapping of keys, got {values!r}")
-        for key, value in values.items():
-            _set(config, f"{section}.{key}", value, from_cli=False, source=source)
-    return config
-
-
-# --------------------------------------------------------------------------------------------
-# overrides
+        for key, value in (values or {}).items():
+            members = _members(_field_hint(section, key, source))
+            if isinstance(value, bool) and bool not in members and members & {int, float}:  # pydantic would read true as 1
+                raise ConfigError(f"{source}: {section}.{key} = {value!r}: {_PHRASES['int' if int in members else 'float']}")
+    try:
+        return TypeAdapter(TrainConfig).validate_python({k: v for k, v in raw.items() if v is not None})
+    except ValidationError as error:
+        problems = error.errors()
+        section, key = problems[0]["loc"][:2]
+        phrases = dict.fromkeys(_phrase(p["type"], _field_hint(section, key, source), p["msg"]) for p in problems if p["loc"][:2] == (section, key))
+        wanted = " or ".join(phrase.removeprefix("expected ") for phrase in phrases)
+        raise ConfigError(f"{source}: {section}.{key} = {raw[section][key]!r}: {'' if wanted == next(iter(phrases)) else 'expected '}{wanted}") from None
 
 
 def parse_override_args(args: Sequence[str]) -> dict[str, str]:
     """["--train.max_steps", "10", "--model.tiny.hidden=32"] -> {"train.max_steps": "10", ...}."""
     pairs: dict[str, str] = {}
-    items = list(args)
-    index = 0
+    items, index = list(args), 0
     while index < len(items):
         item = items[index]
         if not item.startswith("--") or len(item) <= 2:
@@ -352,7 +357,7 @@ def parse_override_args(args: Sequence[str]) -> dict[str, str]:
         if "=" in key:
             key, value = key.split("=", 1)
         else:
-            if index + 1 >= len(items) or (items[index + 1].startswith("--") and not _looks_negative(items[index + 1])):
+            if index + 1 >= len(items) or (items[index + 1].startswith("--") and not _is_number(items[index + 1])):
                 raise ConfigError(f"override --{key} has no value (write --{key} VALUE)")
             index += 1
             value = items[index]
@@ -361,7 +366,64 @@ def parse_override_args(args: Sequence[str]) -> dict[str, str]:
     return pairs
 
 
-def _looks_negative(text: str) -> bool:
+def _set_dotted(tree: dict, dotted: str, value: Any) -> None:
+    """tree[section][key] = value (or tree[section][dict field][subkey] ...); a string from the
+    command line is read as YAML (10, 2e-4, null, [1, 0.5]) unless the field takes only strings."""
+    section, *keys = dotted.split(".")
+    if section not in SECTIONS:
+        raise ConfigError(f"override: unknown key {dotted!r}{_suggest(section, SECTIONS)}; keys look like section.key with sections {list(SECTIONS)}")
+    if not keys:
+        raise ConfigError(f"override: {dotted!r} is a section; set one of its keys, e.g. {dotted}.{next(iter(_fields(SECTIONS[section])))}")
+    members = _members(_field_hint(section, keys[0], "override"))
+    if isinstance(value, str) and (len(keys) > 1 or members - {str, type(None)}):
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            pass
+    elif isinstance(value, str) and type(None) in members and value.strip().lower() in ("null", "none"):
+        value = None
+    target = tree.setdefault(section, {})
+    if len(keys) > 1:  # a key inside a mapping field, e.g. model.tiny.hidden
+        if dict not in {typing.get_origin(m) or m for m in members}:
+            raise ConfigError(f"override: {section}.{keys[0]} is not a mapping; cannot set {dotted!r}")
+        for key in keys[:-1]:
+            if not isinstance(target.get(key), dict):
+                target[key] = {}
+            target = target[key]
+    target[keys[-1]] = value
+
+
+def _field_hint(section: str, key: str, source: str):
+    fields = _fields(SECTIONS[section])
+    if key not in fields:
+        options = [f"{section}.{f}" for f in fields]
+        raise ConfigError(f"{source}: unknown key {section + '.' + key!r}{_suggest(section + '.' + key, options)} (known: {', '.join(options)})")
+    return fields[key]
+
+
+def _fields(cls: type) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _members(hint) -> set:
+    """The types a union hint admits (the hint itself otherwise)."""
+    return set(typing.get_args(hint)) if typing.get_origin(hint) in (typing.Union, types.UnionType) else {hint}
+
+
+_PHRASES = {"int": "expected an integer", "bool": "expected true or false", "float": "expected a number",
+            "finite": "expected a finite number", "string": "expected a string", "list": "expected a list", "dict": "expected a mapping"}
+
+
+def _phrase(error_type: str, hint, message: str) -> str:
+    """A pydantic error type (int_parsing, bool_parsing, literal_error, ...) as a short phrase."""
+    if error_type == "literal_error":
+        literal = next(m for m in _members(hint) if typing.get_origin(m) is Literal)
+        return f"expected one of {list(typing.get_args(literal))}"
+    return next((phrase for kind, phrase in _PHRASES.items() if error_type.startswith(kind)), message)
+
+
+def _is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:
@@ -369,175 +431,9 @@ def _looks_negative(text: str) -> bool:
     return True
 
 
-def apply_override(config: TrainConfig, key: str, value: Any) -> None:
-    """Set `section.key` (or `section.dictfield.subkey`) from a CLI string or a Python value."""
-    _set(config, key, value, from_cli=isinstance(value, str), source="override")
-
-
-def _set(config: TrainConfig, dotted: str, value: Any, from_cli: bool, source: str) -> None:
-    parts = dotted.split(".")
-    if parts[0] not in SECTIONS:
-        raise ConfigError(f"{source}: unknown key {dotted!r}{_suggest(parts[0], SECTIONS)}; keys look like section.key with sections {list(SECTIONS)}")
-    if len(parts) < 2:
-        raise ConfigError(f"{source}: {dotted!r} is a section; set one of its keys, e.g. {dotted}.{next(iter(_fields(SECTIONS[dotted])))}")
-    section_obj = getattr(config, parts[0])
-    fields = _fields(type(section_obj))
-    name = parts[1]
-    if name not in fields:
-        options = [f"{parts[0]}.{f}" for f in fields]
-        raise ConfigError(f"{source}: unknown key {parts[0] + '.' + name!r}{_suggest(parts[0] + '.' + name, options)} (known: {', '.join(options)})")
-    hint = fields[name]
-    if len(parts) > 2:
-        # a key inside a dict-valued field, e.g. model.tiny.hidden
-        if not _is_dict_type(hint):
-            raise ConfigError(f"{source}: {parts[0]}.{name} is not a mapping; cannot set {dotted!r}")
-        current = dict(getattr(section_obj, name) or {})
-        _nested_set(current, parts[2:], _parse_cli(value) if from_cli else value)
-        setattr(section_obj, name, current)
-        return
-    raw = value
-    if from_cli and not _accepts_str_only(hint):
-        raw = _parse_cli(value)
-    setattr(section_obj, name, coerce(raw, hint, f"{parts[0]}.{name}", source))
-
-
-def _nested_set(target: dict, keys: list[str], value: Any) -> None:
-    for key in keys[:-1]:
-        target = target.setdefault(key, {})
-        if not isinstance(target, dict):
-            raise ConfigError(f"cannot set {'.'.join(keys)}: {key} is not a mapping")
-    target[keys[-1]] = value
-
-
-def _parse_cli(text: Any) -> Any:
-    if not isinstance(text, str):
-        return text
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError:
-        return text
-
-
 def _suggest(word: str, options) -> str:
     match = difflib.get_close_matches(word, list(options), n=1)
     return f" (did you mean {match[0]!r}?)" if match else ""
-
-
-_HINTS: dict[type, dict[str, Any]] = {}
-
-
-def _fields(cls: type) -> dict[str, Any]:
-    if cls not in _HINTS:
-        hints = typing.get_type_hints(cls)
-        _HINTS[cls] = {f.name: hints[f.name] for f in dataclasses.fields(cls)}
-    return _HINTS[cls]
-
-
-def _union_args(hint) -> tuple | None:
-    if typing.get_origin(hint) in (typing.Union, types.UnionType):
-        return typing.get_args(hint)
-    return None
-
-
-def _is_dict_type(hint) -> bool:
-    args = _union_args(hint)
-    if args:
-        return any(_is_dict_type(a) for a in args)
-    return hint is dict or typing.get_origin(hint) is dict
-
-
-def _accepts_str_only(hint) -> bool:
-    args = _union_args(hint)
-    if args:
-        return all(a is str or a is type(None) for a in args) and str in args
-    return hint is str
-
-
-def coerce(value: Any, hint: Any, key: str, source: str = "config") -> Any:
-    """`value` as the type `hint` says, or a ConfigError naming the key."""
-    try:
-        return _coerce(value, hint)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{source}: {key} = {value!r}: {error}") from None
-
-
-def _coerce(value: Any, hint: Any) -> Any:
-    args = _union_args(hint)
-    if args is not None:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            if type(None) in args:
-                return None
-        errors = []
-        for option in args:
-            if option is type(None):
-                continue
-            try:
-                return _coerce(value, option)
-            except (TypeError, ValueError) as error:
-                errors.append(str(error))
-        raise ValueError(" or ".join(errors))
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        choices = typing.get_args(hint)
-        if value not in choices:
-            raise ValueError(f"expected one of {list(choices)}")
-        return value
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
-            return value.lower() in ("true", "yes", "on", "1")
-        raise ValueError("expected true or false")
-    if hint is int:
-        if isinstance(value, bool):
-            raise ValueError("expected an integer")
-        if isinstance(value, int):
-            return value
-        if isinstance(value, float) and value.is_integer():
-            return int(value)
-        if isinstance(value, str):
-            try:
-                return int(value)
-            except ValueError:
-                try:
-                    number = float(value)
-                except ValueError:
-                    number = math.nan
-                if number.is_integer():
-                    return int(number)
-        raise ValueError("expected an integer")
-    if hint is float:
-        if isinstance(value, bool):
-            raise ValueError("expected a number")
-        number = None
-        if isinstance(value, (int, float)):
-            number = float(value)
-        elif isinstance(value, str):
-            try:
-                number = float(value)  # YAML reads 5e-6 as a string
-            except ValueError:
-                pass
-        if number is None:
-            raise ValueError("expected a number")
-        if not math.isfinite(number):  # nan / inf would train silently wrong (nan < 0 is False)
-            raise ValueError("expected a finite number")
-        return number
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise ValueError("expected a string")
-    if origin is list:
-        (item,) = typing.get_args(hint) or (Any,)
-        if not isinstance(value, (list, tuple)):
-            raise ValueError("expected a list")
-        return [v if item is Any else _coerce(v, item) for v in value]
-    if hint is dict or origin is dict:
-        if not isinstance(value, Mapping):
-            raise ValueError("expected a mapping")
-        return dict(value)
-    if hint is Any:
-        return value
-    raise TypeError(f"unsupported field type {hint}")  # pragma: no cover
 
 
 # --------------------------------------------------------------------------------------------
