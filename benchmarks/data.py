@@ -13,7 +13,7 @@ so a 32K sample holds about 60-120 images. Rows:
 * measure: the exact length of a built sample (what the packer plans with);
 * load: `SupervisedDataset[i]` = decode images, tile, normalise, tokenise, random-delta V2PE
   positions (one 32K sample);
-* pack+collate: `pack_samples` + `collate_packed` of loaded samples into one padded row;
+* pack+collate: `pack_samples` + `collate` of loaded samples into one padded row;
 * packing efficiency at the budget for all-32K samples and for a 2K-32K mix;
 * image path: `image_to_pixel_values` (tiling, bicubic resize, thumbnail, normalisation) of
   one large RGB image (12 tiles + thumbnail, and an 8-tile one), against the code before the
@@ -44,9 +44,9 @@ IMAGE_SIZES = [(1344, 1792), (1792, 1344), (2000, 1500), (2688, 1344)]
 def run(target: int, budget: int, samples: int, repeats: int, workdir: Path) -> dict:
     from v2pe.data.builders import build_long_vqa, build_needle, load_source
     from v2pe.data.dataset import SupervisedDataset
-    from v2pe.data.packing import collate_packed, pack_samples, plan_packs
+    from v2pe.data.packing import pack_samples, plan_packs
     from v2pe.data.synthetic import write_synthetic
-    from v2pe.processing import Processor, byte_tokenizer
+    from v2pe.processing import Processor, byte_tokenizer, collate
 
     processor = Processor(byte_tokenizer(), tokens_per_tile=256, tile_size=448, min_tiles=1, max_tiles=12, use_thumbnail=True)
     rows = []
@@ -89,7 +89,7 @@ def run(target: int, budget: int, samples: int, repeats: int, workdir: Path) -> 
     images = sum(len(item["num_tiles"]) for item in loaded) / len(loaded)
     tiles = sum(int(item["num_tiles"].sum()) for item in loaded) / len(loaded)
 
-    seconds = median_seconds(lambda: [collate_packed([pack_samples([item])], pad_to=budget) for item in loaded], repeats)
+    seconds = median_seconds(lambda: [collate([pack_samples([item])], pad_to=budget) for item in loaded], repeats)
     rows.append(_row(f"pack+collate to {budget} tokens", len(loaded), tokens, seconds))
 
     # packing efficiency: all-target samples, and a 2K..32K mix (exact lengths of built samples)

@@ -41,21 +41,24 @@ def packed_row(length: int, processor, seed: int = 0) -> dict:
     """Whole synthetic samples packed into one row of at most `length` tokens (as packing does)."""
     import torch
 
-    from v2pe.data.packing import collate_packed, pack_samples
+    from v2pe.data.packing import pack_samples
     from v2pe.data.synthetic import synthetic_sample
+    from v2pe.positions import resolve_deltas
+    from v2pe.processing.collate import collate
     from v2pe.train.data import finish_batch
 
     generator = torch.Generator().manual_seed(seed)
     samples, total, index = [], 0, 0
     while True:
         image, record = synthetic_sample(index, seed=seed, questions=3)
-        sample = processor.process_sample(record["conversations"], [image], delta="random", generator=generator)
+        sample = processor.encode(record["conversations"], [image])
+        sample["image_deltas"] = resolve_deltas("random", 1, generator=generator).float()  # the model computes the positions
         if total + len(sample["input_ids"]) > length:
             break
         samples.append(sample)
         total += len(sample["input_ids"])
         index += 1
-    return finish_batch(collate_packed([pack_samples(samples)], pad_token_id=processor.pad_token_id), "square")
+    return finish_batch(collate([pack_samples(samples)], pad_token_id=processor.pad_token_id), "square")
 
 
 def worker(length: int, checkpointing: bool, repeats: int, threads: int) -> dict:
@@ -121,7 +124,7 @@ def sequence_parallel_worker(length: int, repeats: int, threads: int) -> dict | 
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
     def step():
-        sharded = spmod.prepare_batch(sp, dict(batch), processor.pad_token_id)
+        sharded = spmod.prepare_batch(sp, dict(batch), processor.pad_token_id, model)
         labels, weights = sharded.pop("shift_labels"), sharded.pop("shift_weights")
         sharded.pop("sequence_ids")  # the language-model hook builds the attention layout
         try:
