@@ -103,6 +103,8 @@ def test_chat_from_pretrained_is_the_one_loader(checkpoint, monkeypatch):
     chat = Chat.from_pretrained(folder, delta="1/4", window="4096", max_tiles=2, max_new_tokens=3, dtype="float32")
     assert (chat.delta, chat.window, chat.processor.max_tiles, chat.max_new_tokens) == (0.25, 4096, 2, 3)
     assert isinstance(chat.ask("hi", images=[image], history=[]), str)
+    again = Chat.from_pretrained(folder, processor=chat.processor, dtype="float32")  # a processor made before (eval loads tasks first)
+    assert again.processor is chat.processor and again.delta == "model"
     monkeypatch.setattr("v2pe.model.load_model", lambda *a, **k: pytest.fail("nothing may load for a bad delta"))
     with pytest.raises(PositionError, match="delta must be 'model', 'auto' or a number"):
         Chat.from_pretrained(folder, delta="half")

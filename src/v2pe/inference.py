@@ -80,17 +80,20 @@ class Chat:
         dtype="auto",
         device="cpu",
         max_tiles: int | None = None,
+        processor=None,
         **chat_options,
     ) -> Chat:
         """The one loader of a Chat for a checkpoint folder (official `internvl_chat` or native
-        `internvl`): `Processor.from_pretrained(path)` (its tile limit set to `max_tiles` when
-        given) and `load_model(path, dtype, device)`. `delta` is checked before anything loads;
-        `chat_options` are the other Chat fields (max_new_tokens, prefill_chunk_size, cache, ...)."""
+        `internvl`): `Processor.from_pretrained(path)` (or `processor`, one already made for the
+        folder), its tile limit set to `max_tiles` when given, and `load_model(path, dtype,
+        device)`. `delta` is checked before anything loads; `chat_options` are the other Chat
+        fields (max_new_tokens, prefill_chunk_size, cache_implementation, ...)."""
         from v2pe.model import load_model
         from v2pe.processing import Processor
 
         delta = parse_delta(delta, "delta")
-        processor = Processor.from_pretrained(path, **({"max_tiles": int(max_tiles)} if max_tiles is not None else {}))
+        processor = processor if processor is not None else Processor.from_pretrained(path)
+        processor = processor.with_tiles(max_tiles) if max_tiles is not None else processor
         model = load_model(path, dtype=dtype, device=device)
         return cls(model, processor, delta=delta, window=None if window is None else int(window), **chat_options)
 
