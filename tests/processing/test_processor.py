@@ -295,7 +295,7 @@ def test_settings_are_immutable_and_with_tiles_copies(small_processor):
 
     with pytest.raises(dataclasses.FrozenInstanceError):
         small_processor.template = "tokenizer"
-    with pytest.warns(DeprecationWarning, match="with_tiles"):  # until the last caller switches to with_tiles
+    with pytest.raises(dataclasses.FrozenInstanceError, match="with_tiles"):
         copy.copy(small_processor).max_tiles = 2
     fewer = small_processor.with_tiles(2)
     assert (fewer.max_tiles, fewer.min_tiles, small_processor.max_tiles) == (2, 1, 12)

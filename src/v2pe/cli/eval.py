@@ -109,7 +109,6 @@ def run_runner(args) -> int:
     from v2pe.eval.runners.base import stderr_progress
     from v2pe.files import make_output_folder
     from v2pe.inference import Chat
-    from v2pe.model import load_model
     from v2pe.positions import parse_delta
     from v2pe.processing import Processor
 
@@ -131,7 +130,7 @@ def run_runner(args) -> int:
         return 0
     total = sum(len(t.samples) for t in tasks)
     stderr_progress(f"{args.benchmark}: {len(tasks)} task(s), {total} samples read and checked; loading {args.model}")
-    chat = Chat(load_model(args.model, dtype=args.dtype, device=args.device), processor, delta=delta, window=args.window)
+    chat = Chat.from_pretrained(args.model, delta=delta, window=args.window, dtype=args.dtype, device=args.device, processor=processor)
     summaries = run_loaded(chat, args.benchmark, tasks, args.out, data=args.data, limit=args.limit, model=str(Path(args.model).resolve()),
                            scorer_source=args.scorer_source, retry_errors=args.retry_errors, overwrite=args.overwrite,
                            progress=stderr_progress, batch_size=args.batch_size, **options)

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 import dataclasses
-import warnings
 from dataclasses import dataclass, field
 from os import PathLike
 from pathlib import Path
@@ -57,11 +56,6 @@ class SamplePlan:
     def image_tokens(self) -> int:
         """Tokens of the `<img> ... </img>` spans, markers included."""
         return sum(self.tokens_per_tile * n + 2 for n in self.num_tiles)
-
-
-#: Settings that a copy (copy.copy) may still have assigned, with a DeprecationWarning, until
-#: the last caller (`v2pe.eval.runners.base.chat_for_tiles`) uses `with_tiles`; then none.
-_TRANSITIONAL_SETTINGS = ("min_tiles", "max_tiles")
 
 
 @dataclass(eq=False)
@@ -98,9 +92,6 @@ class Processor:
 
     def __setattr__(self, name: str, value) -> None:
         if not self.__dict__.get("_made"):  # __init__ and __post_init__
-            object.__setattr__(self, name, value)
-        elif name in _TRANSITIONAL_SETTINGS:
-            warnings.warn(f"assigning Processor.{name} is deprecated and will fail: use processor.with_tiles(...)", DeprecationWarning, stacklevel=2)
             object.__setattr__(self, name, value)
         else:
             raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}: a Processor's settings are fixed; "

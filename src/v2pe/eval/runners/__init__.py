@@ -80,13 +80,10 @@ def run_loaded(chat, benchmark: str, tasks: Sequence[Task], out_dir: str | Path,
 
 
 def load_chat(path: str | Path, delta="auto", window: int | None = None, dtype="float32", device: str = "cpu"):
-    """`Chat` for a checkpoint folder: `load_model(path)` + `Processor.from_pretrained(path)`."""
+    """`Chat.from_pretrained` with the evaluation's defaults (automatic delta, float32)."""
     from v2pe.inference import Chat
-    from v2pe.model import load_model
-    from v2pe.processing import Processor
 
-    model = load_model(path, dtype=dtype, device=device)
-    return Chat(model, Processor.from_pretrained(path), delta=delta, window=window)
+    return Chat.from_pretrained(path, delta=delta, window=window, dtype=dtype, device=device)
 
 
 def _model_name(chat) -> str:

@@ -25,8 +25,6 @@ benchmark's own fields (see each benchmark's module). The `scorer/source/predict
 
 from __future__ import annotations
 
-import copy
-import dataclasses
 import hashlib
 import json
 import os
@@ -43,8 +41,8 @@ from v2pe.eval.runners.resumable import ResumableWriter, check_run_info, stale_r
 from v2pe.eval.score_file import score_record
 from v2pe.eval.scorers import ScoringError, get_scorer
 from v2pe.files import iter_json_lines, read_json_file
+from v2pe.tokens import IMAGE_PLACEHOLDER as IMAGE
 
-IMAGE = "<image>"
 DEFAULT_SCORER_SOURCE = "official"  # the benchmark repository's own scoring; "v2pe" reproduces the paper's numbers
 
 
@@ -177,14 +175,11 @@ def refuse_unknown(wanted: Sequence[str] | None, known: Sequence[str], what: str
 
 
 def chat_for_tiles(chat, max_tiles: int, cache: dict):
-    """`chat` with its processor's tile limit set to max_tiles (copies are cached)."""
+    """`chat` with its processor's tile limit set to max_tiles (`Chat.with_tiles`; copies are cached)."""
     if chat.processor.max_tiles == max_tiles:
         return chat
     if max_tiles not in cache:
-        processor = copy.copy(chat.processor)
-        processor.max_tiles = max_tiles
-        processor.min_tiles = min(processor.min_tiles, max_tiles)
-        cache[max_tiles] = dataclasses.replace(chat, processor=processor, history=[])
+        cache[max_tiles] = chat.with_tiles(max_tiles)
     return cache[max_tiles]
 
 
@@ -297,9 +292,6 @@ def prompt_layout(chat, sample: Sample) -> tuple[int, list[int]] | None:
     """(text tokens, [visual tokens per image]) of the sample's prompt as `Chat.prepare` builds
     it, from image headers and the tokenizer only; None where that needs decoding (video frames)
     or an image header cannot be read."""
-    from v2pe.processing.processor import add_missing_image_placeholder, expand_image_placeholders
-    from v2pe.processing.templates import parse_conversation, render
-
     if any(not isinstance(image, (str, PathLike)) for image in sample.images):
         return None
     processor = chat.processor
@@ -307,15 +299,12 @@ def prompt_layout(chat, sample: Sample) -> tuple[int, list[int]] | None:
         tiles = _tiles_per_image(sample, processor)
         if tiles is None:
             return None
-        conversation = add_missing_image_placeholder([{"from": "human", "value": sample.prompt}], len(sample.images))
-        system, turns = parse_conversation(conversation, None)
-        segments = render(processor.template, turns, system, processor.tokenizer)
-        text, _ = expand_image_placeholders(segments, [processor.image_tokens(n) for n in tiles])
-        total = len(processor.tokenizer(text, add_special_tokens=True, truncation=False)["input_ids"])
+        counts = iter(tiles)
+        plan = processor.plan([{"from": "human", "value": sample.prompt}], sample.images, tiles=lambda _image: next(counts))
     except Exception:  # noqa: BLE001 - a prompt the processor refuses: reported when the sample runs
         return None
     visual = [processor.tokens_per_tile * n for n in tiles]
-    return total - sum(visual), visual
+    return len(plan.input_ids) - sum(visual), visual
 
 
 def _auto_delta(chat, layout: tuple[int, list[int]], max_new_tokens: int) -> float | None:
