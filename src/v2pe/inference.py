@@ -33,7 +33,7 @@ import torch
 from v2pe.errors import ConfigError
 from v2pe.positions import choose_delta, max_position, parse_delta, row_layouts
 from v2pe.processing.collate import collate
-from v2pe.tokens import IMAGE_PLACEHOLDER
+from v2pe.processing.processor import add_missing_image_placeholder
 
 Delta = float | str
 
@@ -255,9 +255,8 @@ class Chat:
         """History + the question as the official `chat()` builds them: text as given; with no
         history, one image and no `<image>` in the question, `<image>\\n` + question."""
         previous = list(self.history if history is None else history)
-        if not previous and len(images) == 1 and IMAGE_PLACEHOLDER not in question:
-            question = f"{IMAGE_PLACEHOLDER}\n{question}"
-        return previous + [{"from": "human", "value": question}]
+        turn = [{"from": "human", "value": question}]
+        return previous + (turn if previous else add_missing_image_placeholder(turn, len(images), training=False))
 
     def stop_token_ids(self) -> list[int]:
         """`<|im_end|>` (the official chat() stops there) and the checkpoint's generation_config eos ids."""
