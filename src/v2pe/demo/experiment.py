@@ -12,8 +12,9 @@ at delta = 1 on 1-4 images, then fine-tunes for the same number of steps:
 | E V2PE at the smallest delta | (arm B's model) | delta = 1/256 |
 
 Every arm is then asked about 1x to 16x as many images as it was trained on. Images pass through
-the real vision tower, projector and language model; positions come from `v2pe.positions`;
-answers are scored with the official MM-NIAH multiple-choice rule.
+the real vision tower, projector and language model; positions come from the model
+(`model.v2pe_position_ids`, given the per-image deltas); answers are scored with the official
+MM-NIAH multiple-choice rule.
 
 What makes this a fair test at CPU scale (each measured; see the README's "What V2PE does"):
 64 visual tokens per image, so that automatic delta can fit 16x the images into the trained
@@ -43,7 +44,7 @@ from v2pe.demo.task import IMAGE_SIZE, PATCH_SIZE, TaskEncoder, demo_processor, 
 from v2pe.eval.scorers import get_scorer
 from v2pe.model.modeling import V2PEInternVLForConditionalGeneration
 from v2pe.model.tiny import tiny_config
-from v2pe.positions import DEFAULT_DELTA_CHOICES, choose_delta, v2pe_position_ids
+from v2pe.positions import DEFAULT_DELTA_CHOICES, choose_delta, resolve_deltas
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -159,7 +160,6 @@ def train(model, encoder: TaskEncoder, config: DemoConfig, steps: int, lr: float
 
     Each sample draws its image count from `train_images` (or each batch, with `same_count_batches`)."""
     model.train()
-    processor = encoder.processor
     rng, generator = random.Random(seed), torch.Generator().manual_seed(seed)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     # 10% warm-up (torch's OneCycleLR divides by zero when that is exactly one step)
@@ -172,9 +172,8 @@ def train(model, encoder: TaskEncoder, config: DemoConfig, steps: int, lr: float
         else:
             samples = [make_sample(rng.randint(*config.train_images), rng) for _ in range(config.batch_size)]
         batch = encoder.batch(samples)
-        positions = v2pe_position_ids(batch["input_ids"], batch["attention_mask"], image_start_id=processor.image_start_id,
-                                      image_end_id=processor.image_end_id, delta=delta, generator=generator,
-                                      delta_choices=config.delta_choices)
+        deltas = resolve_deltas(delta, len(batch["image_keys"]), generator=generator, delta_choices=config.delta_choices)
+        positions = model.v2pe_position_ids(batch["input_ids"], batch["attention_mask"], delta=deltas)
         embeds = embed_inputs(model, batch["input_ids"], batch["image_keys"], library_pixels=encoder.library_pixels)
         loss = model(inputs_embeds=embeds, attention_mask=batch["attention_mask"], position_ids=positions,
                      labels=batch["labels"], use_cache=False).loss
@@ -217,7 +216,7 @@ def evaluate(model, encoder: TaskEncoder, num_images: int, delta, window: int, c
     used = delta if delta != "auto" else choose_delta(prompt, image_start_id=processor.image_start_id,
                                                       image_end_id=processor.image_end_id, window=window,
                                                       max_new_tokens=1)  # the official 1 .. 1/256
-    positions = v2pe_position_ids(prompt, image_start_id=processor.image_start_id, image_end_id=processor.image_end_id, delta=used)
+    positions = model.v2pe_position_ids(prompt, delta=used)
     correct, passes = 0.0, 0
     for start in range(0, len(samples), config.eval_batch):
         chunk = samples[start:start + config.eval_batch]
