@@ -26,7 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from v2pe.errors import ConfigError, DataError
-from v2pe.files import decode_utf8, read_json_file
+from v2pe.files import decode_utf8, read_json_file, read_json_object
 
 RUN_INFO = "run.json"
 # run.json keys that must match for a resume (the rest is informative).
@@ -140,8 +140,8 @@ def stale_result_files(out_dir: str | Path, info: Mapping, tasks: list[str]) -> 
     path = out_dir / RUN_INFO
     if path.exists():
         try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError:
+            previous = read_json_object(path, "run.json")
+        except DataError:
             previous = {}
         if differences(previous, info):
             names += list(previous.get("tasks", [])) + [p.stem for p in out_dir.glob("*.jsonl")]
@@ -155,10 +155,10 @@ def check_run_info(out_dir: str | Path, info: Mapping, overwrite: bool = False) 
     path = Path(out_dir) / RUN_INFO
     if path.exists():
         try:
-            previous = json.loads(path.read_text(encoding="utf-8"))
-        except ValueError as error:
+            previous = read_json_object(path, "run.json")  # file:line errors
+        except DataError:
             if not overwrite:
-                raise DataError(f"{path}: not valid JSON ({error})") from None
+                raise
             previous = None
         changed = differences(previous, info) if previous is not None else ["run.json"]
         if not changed:
