@@ -244,6 +244,18 @@ def test_mmbench_scores_circular_and_submission(mmbench_data, scripted_chat, tmp
         assert header == ["index", "question", "A", "B", "C", "D", "prediction", "answer", "split"]
 
 
+
+def test_mmbench_submission_drops_control_characters_an_xlsx_cannot_hold(tmp_path):
+    openpyxl = pytest.importorskip("openpyxl")
+    from v2pe.eval.benchmarks.mmbench import write_submission
+
+    row = {"index": "3", "question": "Q?", "A": "one", "B": "two", "C": None, "D": None, "answer": "A", "split": "dev"}
+    records = [{"row": row, "prediction": "\x14zz\x1dq\x0f", "extra": {"options": {"A": "one", "B": "two"}}}]
+    path = write_submission("mmbench_dev_20230712", records, tmp_path)
+    cells = [c.value for c in list(openpyxl.load_workbook(path).active.iter_rows())[1]]
+    assert cells[0] == 3 and "zzq" in cells[6] and not any(ch in cells[6] for ch in "\x14\x1d\x0f")
+
+
 # ----------------------------------------------------------------------------- MMMU
 
 

@@ -36,7 +36,9 @@ hand): the TSV without `hint, category, source, image, comment, l2-category` (CC
 `category, image`), with `prediction` inserted as column 7 (CCBench: 9), one row per TSV row
 (rows not run keep an empty prediction), as `pandas.to_excel(engine='openpyxl')` writes it.
 With openpyxl installed the file is `<task>.xlsx` like the official one; without it, the same
-columns are written as `<task>.tsv` (say so when submitting: the server takes xlsx).
+columns are written as `<task>.tsv` (say so when submitting: the server takes xlsx). Control
+characters that an xlsx cell cannot hold (a raw prediction may carry them) are dropped from the
+xlsx, where `pandas.to_excel` would raise; the result lines keep the prediction as generated.
 
 Official quirks:
 * The TSV is read by pandas: a cell that is empty or one of pandas' default NA strings ("NA",
@@ -254,12 +256,16 @@ def write_submission(task: str, records: Sequence[Mapping], folder: str | Path) 
         writer.writerows(["" if v is None else v for v in row] for row in rows)
         path.write_text(buffer.getvalue(), encoding="utf-8")
         return path
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
     path = folder / f"{task}.xlsx"
     workbook = openpyxl.Workbook()
     sheet = workbook.active
     sheet.append(columns)
     for row in rows:
-        sheet.append(row)
+        # control characters an xlsx cell cannot hold are dropped (pandas.to_excel, as the official
+        # script writes, raises on them); the result lines keep the raw prediction
+        sheet.append([ILLEGAL_CHARACTERS_RE.sub("", v) if isinstance(v, str) else v for v in row])
     workbook.save(path)
     return path
 
