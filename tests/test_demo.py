@@ -104,7 +104,7 @@ def test_demo_cli_help_lists_quick_seeds_and_float64(capsys):
 def test_vision_position_embeddings_start_like_a_vit():
     config = DemoConfig.quick()
     embeddings = build_model(config).model.vision_tower.embeddings.position_embeddings
-    assert abs(embeddings.std().item() - config.vision_position_init_std) < 0.003
+    assert abs(embeddings.std().item() - config.vision_position_init_std) < 0.03 * config.vision_position_init_std  # sampling error ~1%
     config.vision_position_init_std = 0.0
     assert build_model(config).model.vision_tower.embeddings.position_embeddings.abs().max().item() == 0.0
     assert build_model(DemoConfig.quick()).dtype == torch.float32
