@@ -11,8 +11,8 @@ so a 32K sample holds about 60-120 images. Rows:
 * synthetic: drawing and writing the source (PNG);
 * build long-vqa / needle: samples at the target length, measured exactly (no pixels);
 * measure: the exact length of a built sample (what the packer plans with);
-* load: `SupervisedDataset[i]` = decode images, tile, normalise, tokenise, random-delta V2PE
-  positions (one 32K sample);
+* load: `SupervisedDataset[i]` = decode images, tile, normalise, tokenise, draw the per-image
+  random deltas (the model computes the positions; one 32K sample);
 * pack+collate: `pack_samples` + `collate` of loaded samples into one padded row;
 * packing efficiency at the budget for all-32K samples and for a 2K-32K mix;
 * image path: `image_to_pixel_values` (tiling, bicubic resize, thumbnail, normalisation) of
@@ -85,7 +85,7 @@ def run(target: int, budget: int, samples: int, repeats: int, workdir: Path) -> 
     load_times.sort()
     per_sample = load_times[len(load_times) // 2]
     mean_tokens = tokens / len(dataset)
-    rows.append({"step": f"load {target // 1024}K sample (tiles+tokens+positions)", "samples_per_s": 1 / per_sample, "tokens_per_s": mean_tokens / per_sample, "ms_per_sample": 1e3 * per_sample})
+    rows.append({"step": f"load {target // 1024}K sample (tiles+tokens+deltas)", "samples_per_s": 1 / per_sample, "tokens_per_s": mean_tokens / per_sample, "ms_per_sample": 1e3 * per_sample})
     images = sum(len(item["num_tiles"]) for item in loaded) / len(loaded)
     tiles = sum(int(item["num_tiles"].sum()) for item in loaded) / len(loaded)
 

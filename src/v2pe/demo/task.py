@@ -22,7 +22,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from v2pe.processing import Processor
-from v2pe.processing.processor import collate
+from v2pe.processing.collate import collate
 from v2pe.processing.tokenizer import byte_tokenizer
 
 IMAGE_SIZE, PATCH_SIZE = 64, 4
