@@ -101,12 +101,37 @@ def test_demo_cli_help_lists_quick_seeds_and_float64(capsys):
     assert "--quick" in out and "--seeds" in out and "--float64" in out
 
 
-def test_vision_position_embeddings_start_like_a_vit():
+def test_vision_position_embeddings_start_as_a_2d_sincos_table():
+    """The table against the formula written out per patch, independently of `sincos_table`."""
+    import math
+
+    from v2pe.demo.task import IMAGE_SIZE, PATCH_SIZE
+
     config = DemoConfig.quick()
-    embeddings = build_model(config).model.vision_tower.embeddings.position_embeddings
-    assert abs(embeddings.std().item() - config.vision_position_init_std) < 0.03 * config.vision_position_init_std  # sampling error ~1%
-    config.vision_position_init_std = 0.0
+    table = build_model(config).model.vision_tower.embeddings.position_embeddings.detach()[0]
+    grid, dim = IMAGE_SIZE // PATCH_SIZE, table.shape[-1]
+    quarter = dim // 4
+    assert table.shape == (1 + grid * grid, dim) and table[0].abs().max() == 0  # the class token's row
+    for y, x in ((0, 0), (0, 5), (7, 3), (grid - 1, grid - 1)):
+        row = table[1 + y * grid + x]
+        for k in range(quarter):
+            w = 10000 ** (-k / quarter)
+            expected = [math.sin(y * w), math.cos(y * w), math.sin(x * w), math.cos(x * w)]
+            got = [row[part * quarter + k].item() for part in range(4)]
+            assert all(abs(g - config.vision_position_scale * e) < 1e-5 for g, e in zip(got, expected)), (y, x, k)
+    # the "normal" table (truncated normal, std = the scale) and zeros remain available
+    config.vision_position_init, config.vision_position_scale = "normal", 0.5
+    normal = build_model(config).model.vision_tower.embeddings.position_embeddings
+    assert abs(normal.std().item() - 0.5) < 0.03 * 0.5  # sampling error ~1%
+    config.vision_position_scale = 0.0
     assert build_model(config).model.vision_tower.embeddings.position_embeddings.abs().max().item() == 0.0
+    config.vision_position_init = "learned"
+    try:
+        build_model(config)
+    except ValueError as error:
+        assert "vision_position_init" in str(error)
+    else:
+        raise AssertionError("an unknown vision_position_init was accepted")
     assert build_model(DemoConfig.quick()).dtype == torch.float32
-    config.dtype = "float64"
+    config.vision_position_init, config.dtype = "sincos", "float64"
     assert build_model(config).dtype == torch.float64

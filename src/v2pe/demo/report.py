@@ -67,6 +67,13 @@ def write_report(results: DemoResult | list[DemoResult], out_dir: str | Path, co
         f"{config.finetune_steps} fine-tuning steps per arm (batch {config.batch_size}); {config.eval_samples} test samples per cell; "
         f"{config.dtype}; seeds {', '.join(str(r.config.seed) for r in results)}.",
         "",
+        (
+            f"Model: hidden {config.hidden}, {config.layers} layers, {config.heads} heads, RoPE theta {config.rope_theta:g}; vision position "
+            f"embeddings from {config.vision_position_init} x {config.vision_position_scale:g}. AdamW (beta2 {config.adam_beta2:g}), "
+            f"one-cycle learning rate peaking at {config.pretrain_lr:g} (pretraining) and {config.finetune_lr:g} (fine-tuning); "
+            f"training deltas {', '.join(_delta(d) for d in config.delta_choices)}."
+        ),
+        "",
         summary_table(results),
         "",
     ]
