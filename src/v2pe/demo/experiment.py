@@ -134,17 +134,16 @@ class DemoResult:
 def build_model(config: DemoConfig) -> V2PEInternVLForConditionalGeneration:
     model_config = tiny_config(image_size=IMAGE_SIZE, patch_size=PATCH_SIZE, hidden=config.hidden, layers=config.layers,
                                heads=config.heads, kv_heads=config.heads, intermediate=2 * config.hidden, rope_theta=config.rope_theta)
+    if config.vision_position_init not in ("sincos", "normal"):
+        raise ValueError(f"vision_position_init must be 'sincos' or 'normal', not {config.vision_position_init!r}")
     torch.manual_seed(config.seed)
     model = V2PEInternVLForConditionalGeneration._from_config(model_config, attn_implementation="sdpa")
     table = model.model.vision_tower.embeddings.position_embeddings
     if config.vision_position_init == "sincos":
         with torch.no_grad():
             table.copy_(config.vision_position_scale * sincos_table(IMAGE_SIZE // PATCH_SIZE, table.shape[-1]))
-    elif config.vision_position_init == "normal":
-        if config.vision_position_scale:
-            torch.nn.init.trunc_normal_(table, std=config.vision_position_scale)
-    else:
-        raise ValueError(f"vision_position_init must be 'sincos' or 'normal', not {config.vision_position_init!r}")
+    elif config.vision_position_scale:
+        torch.nn.init.trunc_normal_(table, std=config.vision_position_scale)
     return model.to(DTYPES[config.dtype])
 
 
