@@ -232,7 +232,12 @@ def main() -> None:
         row = sequence_parallel_worker(args.sp_worker, args.repeats, args.threads)
         if row is not None:
             print(json.dumps(row))
-        return
+        # The row is out and the process group destroyed; end here rather than in interpreter
+        # teardown, where gloo's threads once aborted both ranks after a finished run (SIGABRT,
+        # "terminate called without an active exception"), failing the launch.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
     rows = run(args.lengths, args.repeats, args.threads, args.sequence_parallel)
     columns = ["budget", "tokens", "checkpointing", "sequence_parallel", "cores", "images", "step_s", "tokens_per_s", "peak_step_mb", "speed_vs_plain",
                "memory_vs_plain", "data_s", "loader_block_fraction", "workers_to_hide"]
